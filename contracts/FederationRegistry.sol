@@ -148,7 +148,8 @@ contract FederationRegistry {
     event PeerLeft(address indexed peer, uint256 bondReleased);
     event BondWithdrawn(address indexed peer, uint256 amount);
     /// @notice Round `round` opened; it trains from the aggregate of `baseRound` (0: genesis).
-    event RoundOpened(uint256 indexed round, uint256 baseRound, uint256 deadline);
+    /// Its submission deadline is {roundDeadlines}.
+    event RoundOpened(uint256 indexed round, uint256 baseRound);
     /// @notice An update for `round`. `reputation` is the peer's reputation when it submitted,
     /// which is the value the gate uses for this submission.
     event UpdateSubmitted(
@@ -173,17 +174,11 @@ contract FederationRegistry {
         bytes32 scoresRoot,
         bytes32 includedHash,
         string aggregateCid,
-        bytes32 aggregateDigest,
-        uint256 attestations
-    );
-    event RoundFinalised(
-        uint256 indexed round,
-        bytes32 indexed proposal,
-        bytes32 scoresRoot,
-        bytes32 includedHash,
-        string aggregateCid,
         bytes32 aggregateDigest
     );
+    /// @notice `round` finalised with `proposal`, whose content is in the {ResultAttested} event
+    /// of the same transaction (kept out of this event to keep finalising cheap).
+    event RoundFinalised(uint256 indexed round, bytes32 indexed proposal);
     /// @notice `round` produced no result in time; the next round keeps the same base.
     event RoundExpired(uint256 indexed round);
     event ReputationSettled(
@@ -217,13 +212,15 @@ contract FederationRegistry {
     uint32 public currentRound;
     /// @notice Number of active peers.
     uint32 public activePeers;
-    /// @notice Sum of bonds held for active peers plus bonds awaiting withdrawal (wei).
-    uint256 public totalBonded;
+    /// @notice Sum of bonds held for active peers plus bonds awaiting withdrawal (wei); packed
+    /// with the two counters above so membership changes touch one slot.
+    uint192 public totalBonded;
 
     mapping(address => Peer) internal _peers;
     mapping(address => uint256) public withdrawable;
     mapping(uint256 => Round) internal _rounds;
     mapping(uint256 => bytes32) public scoresRootOf;
+    /// @notice Attestations gathered by a proposal that has not finalised (see {attestResult}).
     mapping(bytes32 => uint256) public attestationsOf;
     address[] internal _peerList;
 
@@ -297,7 +294,7 @@ contract FederationRegistry {
         p.bond = uint80(msg.value);
         p.active = true;
         activePeers += 1;
-        totalBonded += msg.value;
+        totalBonded += uint192(msg.value);
         emit PeerJoined(msg.sender, msg.value, p.reputation);
     }
 
@@ -322,7 +319,7 @@ contract FederationRegistry {
         if (amount == 0) revert FederationNothingToWithdraw(msg.sender);
         // Effects before the interaction, so a re-entrant call finds nothing left.
         withdrawable[msg.sender] = 0;
-        totalBonded -= amount;
+        totalBonded -= uint192(amount);
         emit BondWithdrawn(msg.sender, amount);
         (bool ok,) = msg.sender.call{value: amount}("");
         if (!ok) revert FederationTransferFailed(msg.sender, amount);
@@ -441,17 +438,19 @@ contract FederationRegistry {
 
         bytes32 proposal = proposalId(round, scoresRoot, includedHash, aggregateCid, aggregateDigest);
         uint256 count = attestationsOf[proposal] + 1;
-        attestationsOf[proposal] = count;
         if (count > r.attestations) r.attestations = uint32(count);
-        emit ResultAttested(round, msg.sender, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest, count);
+        emit ResultAttested(round, msg.sender, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest);
 
-        if (count >= quorum()) _finalise(round, r, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest);
+        // The finalising attestation is not written back: the count no longer matters once the
+        // round is final, and skipping the write keeps this call within the per-action gas budget.
+        if (count >= quorum()) _finalise(round, r, proposal, scoresRoot);
+        else attestationsOf[proposal] = count;
     }
 
     /// @notice Post the result of `round` (Server mode); it finalises at once.
     ///
     /// Requirements: the aggregator; the round closed, voting over, result window open.
-    /// Emits {RoundFinalised} and {RoundOpened}.
+    /// Emits {ResultAttested}, {RoundFinalised} and {RoundOpened}.
     function postResult(
         uint32 round,
         bytes32 scoresRoot,
@@ -465,7 +464,8 @@ contract FederationRegistry {
         if (bytes(aggregateCid).length == 0 || aggregateDigest == bytes32(0)) revert FederationEmptyContent();
         bytes32 proposal = proposalId(round, scoresRoot, includedHash, aggregateCid, aggregateDigest);
         r.attestations = 1;
-        _finalise(round, r, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest);
+        emit ResultAttested(round, msg.sender, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest);
+        _finalise(round, r, proposal, scoresRoot);
     }
 
     /// @notice Give up on a round whose result window passed without a result, so the
@@ -634,18 +634,10 @@ contract FederationRegistry {
         emit RoundClosed(id, r.submissions, block.timestamp + voteDuration);
     }
 
-    function _finalise(
-        uint32 id,
-        Round storage r,
-        bytes32 proposal,
-        bytes32 scoresRoot,
-        bytes32 includedHash,
-        string calldata aggregateCid,
-        bytes32 aggregateDigest
-    ) private {
+    function _finalise(uint32 id, Round storage r, bytes32 proposal, bytes32 scoresRoot) private {
         r.status = RoundStatus.Finalised;
         scoresRootOf[id] = scoresRoot;
-        emit RoundFinalised(id, proposal, scoresRoot, includedHash, aggregateCid, aggregateDigest);
+        emit RoundFinalised(id, proposal);
         _openRound(id + 1, id);
     }
 
@@ -660,7 +652,7 @@ contract FederationRegistry {
             attestations: 0,
             status: RoundStatus.Open
         });
-        emit RoundOpened(id, baseRound, block.timestamp + roundDuration);
+        emit RoundOpened(id, baseRound);
     }
 
     /// @dev Sorted-pair Merkle proof verification.

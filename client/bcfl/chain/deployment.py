@@ -144,3 +144,52 @@ def open_federation(w3: Web3, path: Path, *, sender: TxSender | None = None) -> 
         raise DeploymentError(f"the code at {record.address} is not this FederationRegistry (record {path})")
     federation = Federation(w3, record.address, sender=sender, from_block=record.block_number)
     return record, federation
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    """The deployment configuration as written in TOML (see deploy/federation.toml)."""
+
+    closing_rule: str = "asynchronous"
+    result_mode: str = "serverless"
+    aggregator: str = ""
+    min_bond_wei: int = 0
+    async_quorum: int = 3
+    max_staleness: int = 2
+    round_duration: int = 900
+    vote_duration: int = 300
+    result_duration: int = 600
+    quorum_bps: int = 5000
+    reputation_weight_bps: int = 3000
+    initial_reputation: int = 500_000
+    score_threshold: int = 300_000
+
+    def __post_init__(self) -> None:
+        if self.closing_rule not in ("synchronous", "asynchronous"):
+            raise ValueError(
+                f"closing_rule must be 'synchronous' or 'asynchronous', got {self.closing_rule!r}"
+            )
+        if self.result_mode not in ("serverless", "server"):
+            raise ValueError(f"result_mode must be 'serverless' or 'server', got {self.result_mode!r}")
+        if self.result_mode == "server" and not Web3.is_address(self.aggregator):
+            raise ValueError("result_mode 'server' needs an aggregator address")
+        if self.closing_rule == "synchronous" and self.max_staleness != 0:
+            raise ValueError("max_staleness must be 0 with the synchronous closing rule")
+
+    def to_config(self) -> FederationConfig:
+        zero = "0x" + "00" * 20
+        return FederationConfig(
+            closing_rule=ClosingRule[self.closing_rule.upper()],
+            result_mode=ResultMode[self.result_mode.upper()],
+            aggregator=Web3.to_checksum_address(self.aggregator) if self.result_mode == "server" else zero,
+            min_bond=self.min_bond_wei,
+            async_quorum=self.async_quorum,
+            max_staleness=self.max_staleness,
+            round_duration=self.round_duration,
+            vote_duration=self.vote_duration,
+            result_duration=self.result_duration,
+            quorum_bps=self.quorum_bps,
+            reputation_weight_bps=self.reputation_weight_bps,
+            initial_reputation=self.initial_reputation,
+            score_threshold=self.score_threshold,
+        )

@@ -144,7 +144,6 @@ class Attestation:
     scores_root: bytes
     included_hash: bytes
     aggregate: ModelRef
-    count: int
     block_number: int
     tx_hash: str
 
@@ -347,7 +346,6 @@ class Federation:
                 scores_root=bytes(e["args"]["scoresRoot"]),
                 included_hash=bytes(e["args"]["includedHash"]),
                 aggregate=ModelRef(e["args"]["aggregateCid"], bytes(e["args"]["aggregateDigest"])),
-                count=int(e["args"]["attestations"]),
                 block_number=int(e["blockNumber"]),
                 tx_hash=_hex(e["transactionHash"]),
             )
@@ -355,16 +353,23 @@ class Federation:
         ]
 
     def finalisation(self, round_id: int) -> Finalisation | None:
+        """The round's agreed result: the finalising event plus the attested proposal's content."""
         found = self._logs("RoundFinalised", round=round_id)
         if not found:
             return None
         e = found[0]
+        proposal = bytes(e["args"]["proposal"])
+        attested = next((a for a in self.attestations(round_id) if a.proposal == proposal), None)
+        if attested is None:
+            raise FederationError(
+                f"round {round_id} finalised proposal 0x{proposal.hex()} without its attestation"
+            )
         return Finalisation(
             round=round_id,
-            proposal=bytes(e["args"]["proposal"]),
-            scores_root=bytes(e["args"]["scoresRoot"]),
-            included_hash=bytes(e["args"]["includedHash"]),
-            aggregate=ModelRef(e["args"]["aggregateCid"], bytes(e["args"]["aggregateDigest"])),
+            proposal=proposal,
+            scores_root=attested.scores_root,
+            included_hash=attested.included_hash,
+            aggregate=attested.aggregate,
             block_number=int(e["blockNumber"]),
             tx_hash=_hex(e["transactionHash"]),
         )

