@@ -6,6 +6,6 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import bench, chain
+from bcfl.cli import bench, chain, node
 
-REGISTRARS: list[Callable[[typer.Typer], None]] = [chain.register, bench.register]
+REGISTRARS: list[Callable[[typer.Typer], None]] = [chain.register, node.register, bench.register]
