@@ -128,7 +128,14 @@ class DagRoot:
 class FileDagBuilder:
     """Streams bytes into Kubo's balanced UnixFS file DAG; `finish()` gives the root."""
 
-    def __init__(self, sink: BlockSink | None = None) -> None:
+    def __init__(
+        self, sink: BlockSink | None = None, *, chunk_size: int = CHUNK_SIZE, max_links: int = MAX_LINKS
+    ) -> None:
+        # chunk_size and max_links other than Kubo's exist for tests that need deep trees.
+        if chunk_size < 1 or max_links < 2:
+            raise ValueError(f"chunk_size {chunk_size} must be >= 1 and max_links {max_links} >= 2")
+        self._chunk = chunk_size
+        self._max_links = max_links
         self._sink = sink
         self._pending = bytearray()
         self._levels: list[list[DagRoot]] = [[]]
@@ -140,17 +147,18 @@ class FileDagBuilder:
             raise RuntimeError("update() after finish()")
         view = memoryview(data).cast("B")
         if self._pending:
-            take = CHUNK_SIZE - len(self._pending)
+            take = self._chunk - len(self._pending)
             self._pending += view[:take]
             view = view[take:]
-            if len(self._pending) < CHUNK_SIZE:
+            if len(self._pending) < self._chunk:
                 return
             self._leaf(bytes(self._pending))
             self._pending.clear()
         offset, end = 0, len(view)
-        while end - offset >= CHUNK_SIZE:  # whole chunks are hashed in place, uncopied
-            self._leaf(view[offset : offset + CHUNK_SIZE])
-            offset += CHUNK_SIZE
+        chunk = self._chunk
+        while end - offset >= chunk:  # whole chunks are hashed in place, uncopied
+            self._leaf(view[offset : offset + chunk])
+            offset += chunk
         if offset < end:
             self._pending += view[offset:]
 
@@ -181,7 +189,7 @@ class FileDagBuilder:
         if level == len(self._levels):
             self._levels.append([])
         entries = self._levels[level]
-        if len(entries) == MAX_LINKS:  # full: only now is it certain a parent is needed
+        if len(entries) == self._max_links:  # full: only now is it certain a parent is needed
             self._levels[level] = []
             self._push(level + 1, self._node(entries))
             entries = self._levels[level]

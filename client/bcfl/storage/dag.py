@@ -130,8 +130,12 @@ def iter_file(node: Node, fetch: BlockFetch, budget: Budget, depth: int = 0) -> 
 
 def read_file(root: Cid, fetch: BlockFetch, *, max_bytes: int) -> bytes:
     """A whole file, verified; refused before its leaves are read if it declares too many bytes."""
-    node = load_node(fetch, root)
-    budget = Budget(max_bytes, f"object {root}")
+    return read_file_from(load_node(fetch, root), fetch, max_bytes=max_bytes)
+
+
+def read_file_from(node: Node, fetch: BlockFetch, *, max_bytes: int) -> bytes:
+    """`read_file` from an already loaded (and so verified) root node."""
+    budget = Budget(max_bytes, f"object {node.cid}")
     budget.precheck(node.file_size())
     return b"".join(iter_file(node, fetch, budget))
 

@@ -207,11 +207,11 @@ class KuboStorage:
         if node.fs is None:
             return node.block  # a raw block, already verified
         if node.is_directory:
-            return dag.read_file(root, fetch, max_bytes=max_bytes)  # raises the clear "is a directory"
+            return dag.read_file_from(node, fetch, max_bytes=max_bytes)  # raises the clear "is a directory"
         data = self._cat_matching(root, size, limit)
         if data is not None:
             return data
-        return dag.read_file(root, fetch, max_bytes=max_bytes)
+        return dag.read_file_from(node, fetch, max_bytes=max_bytes)
 
     def _cat_matching(self, root: Cid, size: int, timeout: float) -> bytes | None:
         """Stream the file and rebuild its CID; the bytes when it matches, None when it does not."""
