@@ -1,0 +1,76 @@
+"""Which updates each peer evaluates in a round: a bounded, seeded, balanced subset.
+
+Every peer can recompute every other peer's assignment from the round seed alone, so a vote
+for an update the voter was not assigned is detectable (and a colluder cannot pick whom to
+vote on). The round's submitters are laid on a ring in a seeded order (each address keyed by
+sha256(seed || address)); a submitter evaluates the `k` submitters that follow it on the ring.
+Every submitter is therefore evaluated by exactly `k` submitters, and each voter does O(k)
+work. A voter that did not submit (the aggregator in server mode, a peer whose update missed
+the round) is placed on the ring by its own key and likewise takes the next `k`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from bcfl.errors import BcflError
+
+
+class AssignmentError(BcflError):
+    """The inputs of an evaluation assignment are unusable."""
+
+
+def _key(seed: bytes, address: str) -> bytes:
+    # Lower-cased hex so that checksummed and plain spellings of an address agree.
+    return hashlib.sha256(b"bcfl/assign/v1" + seed + address.lower().encode("ascii")).digest()
+
+
+def seeded_ring(seed: bytes, candidates: Sequence[str]) -> list[str]:
+    """The candidates (deduplicated case-insensitively) in the round's seeded ring order."""
+    unique: dict[str, str] = {}
+    for address in candidates:
+        unique.setdefault(address.lower(), address)
+    return sorted(unique.values(), key=lambda a: (_key(seed, a), a.lower()))
+
+
+def assign_evaluations(seed: bytes, voter: str, candidates: Sequence[str], k: int) -> list[str]:
+    """The `k` candidates (never the voter itself) that `voter` evaluates this round.
+
+    Deterministic for the same seed, voter and candidate set (their order does not matter);
+    at most `len(candidates) - 1` when the voter is a candidate. Returned in ring order.
+    """
+    if k < 1:
+        raise AssignmentError(f"evaluation count k must be at least 1, got {k}")
+    if not isinstance(seed, bytes | bytearray):
+        raise AssignmentError(f"assignment seed must be bytes, got {type(seed).__name__}")
+    ring = seeded_ring(bytes(seed), candidates)
+    others = [a for a in ring if a.lower() != voter.lower()]
+    if not others:
+        return []
+    if len(others) < len(ring):
+        start = ring.index(next(a for a in ring if a.lower() == voter.lower())) + 1
+        ordered = ring[start:] + ring[: start - 1]
+    else:
+        # Not a candidate: slot the voter into the ring by its own key.
+        keys = [_key(bytes(seed), a) for a in ring]
+        start = bisect.bisect_right(keys, _key(bytes(seed), voter))
+        ordered = ring[start:] + ring[:start]
+    return ordered[: min(k, len(ordered))]
+
+
+def assignment_table(
+    seed: bytes, voters: Sequence[str], candidates: Sequence[str], k: int
+) -> dict[str, list[str]]:
+    """Every voter's assignment, keyed by the voter's spelling as given."""
+    return {v: assign_evaluations(seed, v, candidates, k) for v in voters}
+
+
+def evaluation_counts(table: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """How many voters evaluate each candidate (keys lower-cased)."""
+    counts: dict[str, int] = {}
+    for targets in table.values():
+        for t in targets:
+            counts[t.lower()] = counts.get(t.lower(), 0) + 1
+    return counts

@@ -1,0 +1,289 @@
+"""The vote file: one peer's evaluations of other peers' updates in one round.
+
+A vote file is canonical JSON (sorted keys, no whitespace, ASCII, votes sorted by peer address
+lower-cased), so the same content always gives the same bytes, hence the same CID and digest.
+It is published on IPFS and committed on-chain; anyone recomputing the scores parses it with
+`parse_votes`, which rejects (with a typed error naming the reason) anything the scoring must
+not trust. Example (pretty-printed; the real file has no whitespace):
+
+    {"base": {"accuracy": 0.41, "loss": 2.31}, "examples": 64, "round": 7,
+     "version": 1, "voter": "0xAbC...",
+     "votes": [{"accuracy": 0.45, "cid": "bafy...", "loss": 2.18, "peer": "0xDeF...",
+                "value": 0.73}]}
+
+`base` holds the voter's metrics of the round's base model on its validation slice, each vote
+the metrics of base + that update on the same slice, and `value` the vote in [0, 1] derived
+from them by `vote_value`. Accuracy may be null where the evaluation has none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bcfl.errors import BcflError
+from bcfl.trust.assignment import assign_evaluations
+
+VOTE_FILE_VERSION = 1
+MAX_VOTE_FILE_BYTES = 1 << 20  # a vote file lists at most k votes: 1 MiB is far more than enough
+
+
+class VoteFileError(BcflError):
+    """A vote file the scoring must ignore; `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Loss (lower is better) and accuracy (None where not measured) on a validation slice."""
+
+    loss: float
+    accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.loss, int | float) or isinstance(self.loss, bool):
+            raise VoteFileError("schema", f"loss must be a number, got {self.loss!r}")
+        if self.accuracy is not None and not (
+            isinstance(self.accuracy, int | float)
+            and not isinstance(self.accuracy, bool)
+            and 0.0 <= self.accuracy <= 1.0
+        ):
+            raise VoteFileError("out_of_range", f"accuracy must be null or in [0, 1], got {self.accuracy!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        # A diverged update may have an infinite or NaN loss; JSON has neither, so it is
+        # written as null and read back as +inf (the worst loss).
+        loss = float(self.loss) if math.isfinite(self.loss) else None
+        return {"loss": loss, "accuracy": None if self.accuracy is None else float(self.accuracy)}
+
+
+@dataclass(frozen=True)
+class Vote:
+    peer: str
+    cid: str
+    value: float
+    metrics: Metrics
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, int | float) or isinstance(self.value, bool):
+            raise VoteFileError("schema", f"vote value for {self.peer} must be a number, got {self.value!r}")
+        if not (0.0 <= self.value <= 1.0):  # also rejects NaN
+            raise VoteFileError(
+                "out_of_range", f"vote value for {self.peer} must be in [0, 1], got {self.value!r}"
+            )
+
+
+@dataclass(frozen=True)
+class VoteFile:
+    round: int
+    voter: str
+    base: Metrics
+    votes: tuple[Vote, ...]
+    examples: int = 0  # validation examples behind the metrics
+    version: int = VOTE_FILE_VERSION
+
+    def __post_init__(self) -> None:
+        if self.round < 0:
+            raise VoteFileError("schema", f"vote file round must be >= 0, got {self.round}")
+        if self.examples < 0:
+            raise VoteFileError("schema", f"vote file example count must be >= 0, got {self.examples}")
+        seen: set[str] = set()
+        for v in self.votes:
+            key = v.peer.lower()
+            if key in seen:
+                raise VoteFileError("duplicate", f"vote file of {self.voter} votes twice for {v.peer}")
+            seen.add(key)
+            if key == self.voter.lower():
+                raise VoteFileError("self_vote", f"vote file of {self.voter} votes for its own update")
+
+    def value_of(self, peer: str) -> float | None:
+        for v in self.votes:
+            if v.peer.lower() == peer.lower():
+                return v.value
+        return None
+
+
+def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> float:
+    """Turn "loss of base + update" against "loss of base" into a vote in [0, 1].
+
+    The relative improvement r = (base - update) / base goes through a logistic curve with
+    width `scale`: vote = 1 / (1 + exp(-r / scale)). So an update that leaves the loss unchanged
+    (a free-rider resubmitting the base) gets exactly 0.5, one that lowers the loss by `scale`
+    (2% by default) gets 0.73, by 3 x scale 0.95; one that raises it symmetrically below 0.5.
+    A NaN or infinite update loss gets 0.0; a non-finite or non-positive base loss gives the
+    neutral 0.5 (nothing to compare against). Also usable for accuracy by passing
+    `1 - accuracy` as the losses.
+    """
+    if scale <= 0:
+        raise ValueError(f"vote scale must be positive, got {scale}")
+    if not math.isfinite(update_loss):
+        return 0.0
+    if not math.isfinite(base_loss) or base_loss <= 0:
+        return 0.5
+    r = (base_loss - update_loss) / base_loss
+    z = max(-700.0, min(700.0, r / scale))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def encode_votes(vote_file: VoteFile) -> bytes:
+    """The canonical bytes of a vote file (same content, same bytes)."""
+    votes = sorted(vote_file.votes, key=lambda v: v.peer.lower())
+    doc = {
+        "version": vote_file.version,
+        "round": vote_file.round,
+        "voter": vote_file.voter,
+        "examples": vote_file.examples,
+        "base": vote_file.base.to_json(),
+        "votes": [
+            {"peer": v.peer, "cid": v.cid, "value": float(v.value), **v.metrics.to_json()} for v in votes
+        ],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+_TOP_KEYS = {"version", "round", "voter", "examples", "base", "votes"}
+_VOTE_KEYS = {"peer", "cid", "value", "loss", "accuracy"}
+
+
+def _metrics(doc: Any, where: str) -> Metrics:
+    if not isinstance(doc, dict) or not {"loss", "accuracy"} <= set(doc):
+        raise VoteFileError("schema", f"{where} must hold loss and accuracy")
+    loss = doc["loss"]
+    if loss is None:
+        loss = math.inf
+    if not isinstance(loss, int | float) or isinstance(loss, bool):
+        raise VoteFileError("schema", f"{where} loss must be a number or null, got {loss!r}")
+    return Metrics(loss=float(loss), accuracy=None if doc["accuracy"] is None else doc["accuracy"])
+
+
+def _int(doc: Mapping[str, Any], key: str, where: str) -> int:
+    value = doc[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise VoteFileError("schema", f"{where} field {key!r} must be an integer, got {value!r}")
+    return value
+
+
+def parse_votes(
+    data: bytes,
+    *,
+    round: int,
+    voter: str,
+    known_peers: Collection[str],
+    cids: Mapping[str, str] | None = None,
+    assigned: Collection[str] | None = None,
+    max_bytes: int = MAX_VOTE_FILE_BYTES,
+) -> VoteFile:
+    """Parse and check the vote file `voter` committed for `round`.
+
+    `known_peers` are the round's submitters; `cids` (peer -> CID), when given, must match each
+    vote's CID; `assigned`, when given, are the only peers the voter may vote for. Raises
+    `VoteFileError` for: too large, not JSON / wrong schema, wrong version, round or voter,
+    unknown peer, wrong CID, self-vote, vote outside the assignment, duplicate vote, a value or
+    accuracy out of range. Peer addresses come back spelled as in `known_peers`.
+    """
+    who = f"vote file of {voter} for round {round}"
+    if len(data) > max_bytes:
+        raise VoteFileError("too_large", f"{who} is {len(data)} bytes, over the {max_bytes}-byte limit")
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise VoteFileError("not_json", f"{who} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) != _TOP_KEYS:
+        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise VoteFileError("schema", f"{who} must have exactly the keys {sorted(_TOP_KEYS)}, got {keys}")
+    if _int(doc, "version", who) != VOTE_FILE_VERSION:
+        raise VoteFileError("schema", f"{who} has version {doc['version']!r}, expected {VOTE_FILE_VERSION}")
+    if _int(doc, "round", who) != round:
+        raise VoteFileError("wrong_round", f"{who} says it is for round {doc['round']!r}")
+    if not isinstance(doc["voter"], str) or doc["voter"].lower() != voter.lower():
+        raise VoteFileError("wrong_voter", f"{who} names voter {doc['voter']!r}")
+    examples = _int(doc, "examples", who)
+    try:
+        base = _metrics(doc["base"], f"{who} base metrics")
+    except VoteFileError as exc:
+        raise VoteFileError(
+            exc.reason, str(exc) if who in str(exc) else f"{who} base metrics: {exc}"
+        ) from None
+    if not isinstance(doc["votes"], list):
+        raise VoteFileError("schema", f"{who} field 'votes' must be a list")
+
+    spelling = {p.lower(): p for p in known_peers}
+    allowed = None if assigned is None else {a.lower() for a in assigned}
+    cid_of = None if cids is None else {p.lower(): c for p, c in cids.items()}
+    votes: list[Vote] = []
+    for i, item in enumerate(doc["votes"]):
+        where = f"{who} vote #{i}"
+        if not isinstance(item, dict) or set(item) != _VOTE_KEYS:
+            raise VoteFileError("schema", f"{where} must have exactly the keys {sorted(_VOTE_KEYS)}")
+        peer, cid = item["peer"], item["cid"]
+        if not isinstance(peer, str) or not isinstance(cid, str):
+            raise VoteFileError("schema", f"{where} peer and cid must be strings")
+        key = peer.lower()
+        if key == voter.lower():
+            raise VoteFileError("self_vote", f"{who} votes for its own update")
+        if key not in spelling:
+            raise VoteFileError("unknown_peer", f"{who} votes for {peer}, which submitted no update")
+        if allowed is not None and key not in allowed:
+            raise VoteFileError("not_assigned", f"{who} votes for {peer}, which it was not assigned")
+        if cid_of is not None and cid_of.get(key) != cid:
+            raise VoteFileError("wrong_cid", f"{who} votes for CID {cid} of {peer}, not its submitted one")
+        try:
+            votes.append(
+                Vote(peer=spelling[key], cid=cid, value=item["value"], metrics=_metrics(item, where))
+            )
+        except VoteFileError as exc:
+            raise VoteFileError(exc.reason, str(exc) if who in str(exc) else f"{where}: {exc}") from None
+    return VoteFile(round=round, voter=voter, base=base, votes=tuple(votes), examples=examples)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+@dataclass(frozen=True)
+class RejectedVotes:
+    voter: str
+    reason: str  # VoteFileError.reason
+    message: str
+
+
+def check_vote_files(
+    files: Mapping[str, bytes],
+    *,
+    round: int,
+    submissions: Mapping[str, str],
+    seed: bytes | None = None,
+    k: int | None = None,
+) -> tuple[list[VoteFile], list[RejectedVotes]]:
+    """Parse every committed vote file of a round (voter -> bytes) into (valid, rejected).
+
+    `submissions` maps each submitter to its update CID. With `seed` and `k`, votes outside
+    each voter's assignment are rejected too. Output is in canonical voter order.
+    """
+    valid: list[VoteFile] = []
+    rejected: list[RejectedVotes] = []
+    peers: Sequence[str] = list(submissions)
+    for voter in sorted(files, key=str.lower):
+        assigned = None
+        if seed is not None and k is not None:
+            assigned = assign_evaluations(seed, voter, peers, k)
+        try:
+            valid.append(
+                parse_votes(
+                    files[voter],
+                    round=round,
+                    voter=voter,
+                    known_peers=peers,
+                    cids=submissions,
+                    assigned=assigned,
+                )
+            )
+        except VoteFileError as exc:
+            rejected.append(RejectedVotes(voter=voter, reason=exc.reason, message=str(exc)))
+    return valid, rejected

@@ -1,0 +1,137 @@
+"""Vote files: canonical bytes, strict parsing with typed reasons, the vote value mapping."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bcfl.trust.assignment import assign_evaluations
+from bcfl.trust.votes import (
+    Metrics,
+    Vote,
+    VoteFile,
+    VoteFileError,
+    check_vote_files,
+    encode_votes,
+    parse_votes,
+    vote_value,
+)
+
+V = "0xAaAa000000000000000000000000000000000001"
+P1 = "0xbBbB000000000000000000000000000000000002"
+P2 = "0xCcCc000000000000000000000000000000000003"
+PEERS = [V, P1, P2]
+CIDS = {V: "bafyv", P1: "bafy1", P2: "bafy2"}
+
+
+def _file(**over: object) -> VoteFile:
+    votes = (
+        Vote(P2, "bafy2", 0.25, Metrics(2.5, 0.1)),
+        Vote(P1, "bafy1", 0.75, Metrics(1.9, None)),
+    )
+    fields: dict[str, object] = {
+        "round": 3,
+        "voter": V,
+        "base": Metrics(2.0, 0.3),
+        "votes": votes,
+        "examples": 8,
+    }
+    fields.update(over)
+    return VoteFile(**fields)  # type: ignore[arg-type]
+
+
+def _doc(vf: VoteFile | None = None) -> dict[str, object]:
+    doc: dict[str, object] = json.loads(encode_votes(vf or _file()))
+    return doc
+
+
+def test_canonical_bytes() -> None:
+    a = encode_votes(_file())
+    b = encode_votes(_file(votes=tuple(reversed(_file().votes))))
+    assert a == b
+    assert b" " not in a
+    assert a.index(b"bafy1") < a.index(b"bafy2")  # votes sorted by peer
+
+
+def test_round_trip() -> None:
+    vf = parse_votes(encode_votes(_file()), round=3, voter=V, known_peers=PEERS, cids=CIDS)
+    assert vf.value_of(P1) == 0.75
+    assert vf.base == Metrics(2.0, 0.3)
+    assert encode_votes(vf) == encode_votes(_file())
+
+
+def test_infinite_loss_round_trips_as_null() -> None:
+    vf = _file(votes=(Vote(P1, "bafy1", 0.0, Metrics(math.inf, None)),))
+    data = encode_votes(vf)
+    assert b'"loss":null' in data
+    assert parse_votes(data, round=3, voter=V, known_peers=PEERS).votes[0].metrics.loss == math.inf
+
+
+def _reason(data: bytes, **kw: object) -> str:
+    args: dict[str, object] = {"round": 3, "voter": V, "known_peers": PEERS, "cids": CIDS}
+    args.update(kw)
+    with pytest.raises(VoteFileError) as info:
+        parse_votes(data, **args)  # type: ignore[arg-type]
+    assert V in str(info.value)  # every message names the voter
+    return info.value.reason
+
+
+def _mutate(path: tuple[object, ...], value: object) -> bytes:
+    doc = _doc()
+    target: object = doc
+    for key in path[:-1]:
+        target = target[key]  # type: ignore[index]
+    target[path[-1]] = value  # type: ignore[index]
+    return json.dumps(doc).encode()
+
+
+def test_rejections_carry_reasons() -> None:
+    assert _reason(b"not json{") == "not_json"
+    assert _reason(b"\xff\xfe") == "not_json"
+    assert _reason(b"[]") == "schema"
+    assert _reason(b'{"round": NaN}') == "not_json"
+    assert _reason(_mutate(("extra",), 1)) == "schema"
+    assert _reason(_mutate(("version",), 2)) == "schema"
+    assert _reason(_mutate(("round",), 4)) == "wrong_round"
+    assert _reason(_mutate(("round",), "3")) == "schema"
+    assert _reason(_mutate(("voter",), P1)) == "wrong_voter"
+    assert _reason(_mutate(("votes", 0, "peer"), "0x" + "9" * 40)) == "unknown_peer"
+    assert _reason(_mutate(("votes", 0, "peer"), V.lower())) == "self_vote"
+    assert _reason(_mutate(("votes", 0, "value"), 1.5)) == "out_of_range"
+    assert _reason(_mutate(("votes", 0, "value"), -0.1)) == "out_of_range"
+    assert _reason(_mutate(("votes", 0, "value"), True)) == "schema"
+    assert _reason(_mutate(("votes", 0, "accuracy"), 2.0)) == "out_of_range"
+    assert _reason(_mutate(("votes", 0, "cid"), "bafyother")) == "wrong_cid"
+    doc = _doc()
+    doc["votes"] = [doc["votes"][0], doc["votes"][0]]  # type: ignore[index]
+    assert _reason(json.dumps(doc).encode()) == "duplicate"
+    assert _reason(_mutate(("votes",), {})) == "schema"
+    assert _reason(encode_votes(_file()), assigned=[P1]) == "not_assigned"
+    assert _reason(encode_votes(_file()), max_bytes=10) == "too_large"
+
+
+def test_check_vote_files_splits_valid_and_rejected() -> None:
+    seed, k = b"r3", 2
+    good = encode_votes(_file())
+    bad_voter = P1
+    files = {V: good, bad_voter: b"garbage"}
+    valid, rejected = check_vote_files(files, round=3, submissions=CIDS, seed=seed, k=k)
+    assert sorted(assign_evaluations(seed, V, PEERS, k)) == sorted([P1, P2])  # k = N - 1 here
+    assert [vf.voter for vf in valid] == [V]
+    assert [(r.voter, r.reason) for r in rejected] == [(bad_voter, "not_json")]
+
+
+def test_vote_value_mapping() -> None:
+    assert vote_value(2.0, 2.0) == 0.5
+    assert vote_value(2.0, 2.0 * (1 - 0.02)) == pytest.approx(1 / (1 + math.exp(-1)))
+    assert vote_value(2.0, 1.0) > 0.99
+    assert vote_value(2.0, 3.0) < 0.01
+    assert vote_value(2.0, 1.9) + vote_value(2.0, 2.1) == pytest.approx(1.0)
+    assert vote_value(2.0, math.nan) == 0.0
+    assert vote_value(2.0, math.inf) == 0.0
+    assert vote_value(math.inf, 1.0) == 0.5
+    assert vote_value(2.0, 1e308) < 1e-300
+    with pytest.raises(ValueError, match="scale"):
+        vote_value(1.0, 1.0, scale=0)
