@@ -57,7 +57,8 @@ class Storage(Protocol):
         ...
 
     def has(self, cid: str) -> bool:
-        """Whether the whole object is held locally, without asking the network."""
+        """Whether the object is kept here: every block present (embedded), pinned (daemon).
+        Never fetches from the network."""
         ...
 
 

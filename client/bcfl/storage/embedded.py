@@ -91,6 +91,7 @@ class EmbeddedStorage:
         return block
 
     def _fetch_for(self, root: str) -> dag.BlockFetch:
+        # _read_block verifies (and drops corrupt blocks), so the DAG reader need not hash again.
         def fetch(cid: Cid) -> bytes:
             try:
                 return self._read_block(cid)
@@ -99,7 +100,7 @@ class EmbeddedStorage:
                     raise
                 raise CidNotFound(root, f"embedded store {self._blocks}", f"block {cid} missing") from exc
 
-        return fetch
+        return dag.VerifyingFetch(fetch)
 
     def clean_partial_writes(self) -> int:
         """Remove temporary files left by a process killed mid-write; returns how many."""

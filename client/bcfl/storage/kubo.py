@@ -261,22 +261,24 @@ class KuboStorage:
         )
 
     def has(self, cid: str) -> bool:
-        """Whether the root block is held by the daemon (asked offline, with a short timeout)."""
+        """Whether the daemon keeps the object pinned. (Asking for a block "offline" is not
+        enough: js-ipfs ignores `offline` and fetches it by bitswap, so pins are the answer.)"""
         text = str(parse_cid(cid))
         try:
-            self._call(
-                f"block/stat {text}",
-                lambda: self._client.block.stat(text, offline=True, timeout=2.0, opts=self._opts(0.5)),
+            reply = self._call(
+                f"pin/ls {text}",
+                lambda: self._client.pin.ls(
+                    text, type="recursive", timeout=self.timeout, opts=self._opts(5.0)
+                ),
                 cid=text,
-                timeout=2.0,
+                timeout=self.timeout,
             )
-        except CidNotFound:
-            return False
         except StorageUnavailable:
             raise
-        except StorageError:
+        except StorageError:  # "is not pinned" comes back as an error response
             return False
-        return True
+        keys = reply.get("Keys", {}) if hasattr(reply, "get") else {}
+        return any(parse_cid(key).binary == parse_cid(text).binary for key in keys)
 
 
 def _first_line(exc: BaseException) -> str:
