@@ -147,10 +147,11 @@ class LocalFederation:
 
     def _start_storage(self) -> None:
         if self.spec.storage == "ipfs":
-            from bcfl.storage import ipfs_daemons
+            import bcfl.storage.ipfs_daemons as ipfs_daemons
 
-            self.ipfs_state = self.spec.workdir / "ipfs"
+            self.ipfs_state = self.spec.workdir
             daemons = ipfs_daemons.start_daemons(self.spec.peers + 1, self.ipfs_state)
+            ipfs_daemons.save_daemons(self.ipfs_state, daemons)
             self.storage_urls = [d.api_url for d in daemons]
         else:
             shared = self.spec.workdir / "store"
@@ -284,9 +285,9 @@ class LocalFederation:
                     p.proc.kill()
                     p.proc.wait(timeout=5)
         if self.ipfs_state is not None:
-            from bcfl.storage import ipfs_daemons
+            import bcfl.storage.ipfs_daemons as ipfs_daemons
 
-            ipfs_daemons.stop_daemons(self.ipfs_state)
+            ipfs_daemons.stop_daemons(ipfs_daemons.load_daemons(self.ipfs_state))
             self.ipfs_state = None
         if self.devnet is not None and pid_alive(self.devnet.pid):
             stop_pid(self.devnet.pid)

@@ -43,9 +43,10 @@ def devnet_up(
         devnet.save_record(state_dir, info)
         err_console.print(f"anvil up at {info.rpc_url} (pid {info.pid}, state {info.state_file})")
     if ipfs:
-        from bcfl.storage import ipfs_daemons
+        import bcfl.storage.ipfs_daemons as ipfs_daemons
 
-        daemons = ipfs_daemons.start_daemons(ipfs, state_dir / "ipfs")
+        daemons = ipfs_daemons.start_daemons(ipfs, state_dir)
+        ipfs_daemons.save_daemons(state_dir, daemons)
         for d in daemons:
             err_console.print(f"ipfs daemon up: api {d.api_url} (pid {d.pid})")
     record = devnet.load_record(state_dir)
@@ -65,10 +66,13 @@ def devnet_down(state_dir: DevnetDir = STATE_DIR / "devnet") -> None:
         stopped = devnet.stop_pid(record.pid)
         err_console.print(f"anvil (pid {record.pid}) {'stopped' if stopped else 'was not running'}")
         devnet.record_path(state_dir).unlink()
-    if (state_dir / "ipfs").exists():
-        from bcfl.storage import ipfs_daemons
+    import bcfl.storage.ipfs_daemons as ipfs_daemons
 
-        ipfs_daemons.stop_daemons(state_dir / "ipfs")
+    daemons = ipfs_daemons.load_daemons(state_dir)
+    if daemons:
+        ipfs_daemons.stop_daemons(daemons)
+        ipfs_daemons.clear_record(state_dir)
+        err_console.print(f"stopped {len(daemons)} IPFS daemon(s)")
 
 
 @devnet_app.command("status")

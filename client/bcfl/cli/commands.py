@@ -6,6 +6,13 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import bench, chain, node
+from bcfl.cli import audit, bench, chain, demo, node, storage
 
-REGISTRARS: list[Callable[[typer.Typer], None]] = [chain.register, node.register, bench.register]
+REGISTRARS: list[Callable[[typer.Typer], None]] = [
+    chain.register,
+    node.register,
+    demo.register,
+    audit.register,
+    storage.register,
+    bench.register,
+]

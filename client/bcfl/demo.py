@@ -1,0 +1,88 @@
+"""The demo's settings and its per-round report, read back from the chain and the peers' logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bcfl.chain.federation import RoundStatus
+from bcfl.orchestrate import FederationSpec, LocalFederation
+from bcfl.outcome import decide_round, fetch_votes
+
+
+def demo_spec(
+    workdir: Path, *, quick: bool, peers: int, rounds: int, attack: str, ipfs: bool
+) -> FederationSpec:
+    """Five peers, K = N - 1 so a straggler never holds a round back, the last peer attacking."""
+    return FederationSpec(
+        workdir=workdir,
+        peers=peers,
+        attackers={peers - 1: attack},
+        model="tiny" if quick else "smollm2",
+        closing_rule="asynchronous",
+        result_mode="serverless",
+        async_quorum=max(2, peers - 1),
+        max_staleness=2,
+        round_duration=120 if quick else 600,
+        vote_duration=60 if quick else 300,
+        result_duration=120 if quick else 600,
+        rounds=rounds,
+        storage="ipfs" if ipfs else "embedded",
+        local_steps=4 if quick else 4,
+        batch_size=4,
+        max_tokens=64 if quick else 96,
+        eval_examples=8 if quick else 6,
+    )
+
+
+@dataclass
+class RoundReport:
+    rows: list[tuple[str, ...]]
+    seconds: float
+    note: str = ""
+
+
+def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
+    """Submissions, scores and the gate's decision for a finished round, from public data."""
+    assert fed.federation is not None
+    chain = fed.federation
+    info = chain.round(round_id)
+    names = {p.address.lower(): f"peer{p.index}" for p in fed.processes}
+    roles = {p.address.lower(): (fed.spec.attackers.get(p.index) or "honest") for p in fed.processes}
+    submissions = chain.submissions(round_id)
+    gas = {}
+    for s in submissions:
+        receipt = chain.w3.eth.get_transaction_receipt(s.tx_hash)  # type: ignore[arg-type]
+        gas[s.peer] = int(receipt["gasUsed"])
+    rows: list[tuple[str, ...]] = []
+    note = ""
+    block = chain.w3.eth.get_block("latest")
+    seconds = float(block["timestamp"]) - info.opened_at
+    if info.status is RoundStatus.FINALISED:
+        from bcfl.node.work import open_storage_spec
+
+        store = open_storage_spec(fed.storage_spec(fed.spec.peers), fed.spec.workdir / "reporter")
+        decision = decide_round(
+            chain, round_id, submissions, fetch_votes(store, chain.vote_commits(round_id))
+        )
+        ppm = decision.scores.ppm()
+        included = {s.peer for s in decision.included}
+        for s in submissions:
+            rows.append(
+                (
+                    names.get(s.peer.lower(), s.peer),
+                    roles.get(s.peer.lower(), "?"),
+                    str(s.samples),
+                    str(round_id - s.trained_from),
+                    f"{ppm.get(s.peer, 0) / 1e6:.3f}",
+                    "yes" if s.peer in included else "NO",
+                    decision.excluded.get(s.peer, ""),
+                    str(gas[s.peer]),
+                )
+            )
+        final = chain.finalisation(round_id)
+        if final is not None:
+            note = f"aggregate {final.aggregate.cid}"
+    else:
+        note = f"round {round_id} expired: no result reached quorum in time"
+    return RoundReport(rows=rows, seconds=seconds, note=note)

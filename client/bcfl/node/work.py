@@ -1,0 +1,138 @@
+"""The computation a peer does for the protocol: train, evaluate and vote, score and aggregate.
+
+`PeerWork` implements the loop's `RoundWork` over the learning, trust and storage packages.
+Everything it reads from other peers is fetched by CID and verified against the on-chain digest;
+a bad update is voted down (and so excluded), never allowed to crash the peer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bcfl.chain.federation import Federation, ModelRef, Submission, VoteCommit
+from bcfl.chain.merkle import ScoreLeaf
+from bcfl.errors import BcflError
+from bcfl.node.config import NodeConfig
+from bcfl.node.journal import PendingUpdate
+from bcfl.node.loop import Outcome
+from bcfl.outcome import (
+    RoundDecision,
+    aggregate_files,
+    assignment_seed,
+    decide_round,
+    fetch_votes,
+    votes_per_peer,
+)
+from bcfl.storage.adapter_pack import fetch_adapter, json_digest, store_adapter
+from bcfl.storage.base import Storage, open_storage
+from bcfl.trust.assignment import assign_evaluations
+
+log = logging.getLogger("bcfl.node")
+
+
+def open_storage_spec(spec: str, data_dir: Path) -> Storage:
+    """`embedded` (in data_dir), `embedded:PATH` (a shared blockstore folder) or a Kubo RPC URL."""
+    if spec.startswith("embedded:"):
+        return open_storage("embedded", Path(spec.split(":", 1)[1]))
+    return open_storage(spec, data_dir)
+
+
+@dataclass
+class PeerWork:
+    conf: NodeConfig
+    address: str
+    fed: Federation
+    storage: Storage
+    learner: Any  # bcfl.node.learner.Learner
+
+    _decisions: dict[int, RoundDecision] | None = None
+
+    def _cache(self) -> dict[int, RoundDecision]:
+        if self._decisions is None:
+            self._decisions = {}
+        return self._decisions
+
+    # -- training -----------------------------------------------------------------------------
+
+    def train(self, base: ModelRef, trained_from: int) -> PendingUpdate:
+        base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+        files, samples = self.learner.train(base_files, round_id=trained_from, attack=self.conf.attack)
+        cid, digest = store_adapter(self.storage, files)
+        return PendingUpdate(trained_from=trained_from, cid=cid, digest=digest.hex(), samples=samples)
+
+    # -- voting -------------------------------------------------------------------------------
+
+    def votes(self, round_id: int, seed: bytes, base: ModelRef, submissions: list[Submission]) -> ModelRef:
+        info = self.fed.round(round_id)
+        seed = assignment_seed(self.fed.address, round_id, info.closed_at)
+        peers = [s.peer for s in submissions]
+        assigned = set(assign_evaluations(seed, self.address, peers, votes_per_peer(len(peers))))
+        base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+        targets = [s for s in submissions if s.peer in assigned]
+        candidates: list[tuple[Submission, dict[str, bytes] | None, str]] = []
+        for sub in targets:
+            try:
+                files = fetch_adapter(self.storage, sub.cid, digest=sub.digest)
+                candidates.append((sub, files, ""))
+            except BcflError as exc:
+                # Unverifiable or malformed: voted 0 with the reason, never evaluated.
+                log.warning("update of %s in round %d rejected: %s", sub.peer, round_id, exc)
+                candidates.append((sub, None, str(exc)))
+        data = self.learner.vote_file(
+            round_id, self.address, base_files, candidates, all_peers=peers, attack=self.conf.attack
+        )
+        cid = self.storage.put(data)
+        self.storage.pin(cid)
+        return ModelRef(cid, json_digest(data))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def decision(
+        self, round_id: int, submissions: list[Submission], commits: list[VoteCommit]
+    ) -> RoundDecision:
+        cached = self._cache().get(round_id)
+        if cached is None:
+            cached = decide_round(self.fed, round_id, submissions, fetch_votes(self.storage, commits))
+            self._cache()[round_id] = cached
+        return cached
+
+    def outcome(
+        self, round_id: int, base: ModelRef, submissions: list[Submission], commits: list[VoteCommit]
+    ) -> Outcome:
+        decision = self.decision(round_id, submissions, commits)
+        for peer, reason in decision.excluded.items():
+            log.info("round %d excludes %s: %s", round_id, peer, reason)
+        files = aggregate_files(self.storage, base, round_id, decision)
+        cid, digest = store_adapter(self.storage, files)
+        return Outcome(
+            leaves=decision.leaves,
+            scores_root=decision.scores_root,
+            included_hash=decision.included_hash,
+            aggregate=ModelRef(cid, digest),
+        )
+
+    def leaves_of(self, round_id: int) -> list[ScoreLeaf]:
+        return self.decision(round_id, self.fed.submissions(round_id), self.fed.vote_commits(round_id)).leaves
+
+    def score_of(self, round_id: int, peer: str) -> ScoreLeaf | None:
+        return next((x for x in self.leaves_of(round_id) if x.peer.lower() == peer.lower()), None)
+
+
+def build_work(conf: NodeConfig, *, address: str, fed: Federation) -> PeerWork:
+    from bcfl.node.learner import Learner
+
+    storage = open_storage_spec(conf.storage, conf.data_dir)
+    learner = Learner.from_config(conf, address=address)
+    return PeerWork(conf=conf, address=address, fed=fed, storage=storage, learner=learner)
+
+
+def publish_genesis(model: str, storage_spec: str, data_dir: Path, *, lora_rank: int = 8) -> ModelRef:
+    """Create the genesis adapter for `model`, store it, and return its CID and digest."""
+    from bcfl.node.learner import genesis_files
+
+    storage = open_storage_spec(storage_spec, data_dir)
+    cid, digest = store_adapter(storage, genesis_files(model, lora_rank=lora_rank))
+    return ModelRef(cid, digest)
