@@ -1,0 +1,273 @@
+"""Dissemination plans: star through a server, naive all-to-all, and optimised swarming (pure).
+
+- `star_plan`: each source uploads its object to the server, which sends it to every receiver
+  (chunked, so the server forwards while it still receives). The server runs `SERVER_SLOTS`
+  flows at once, as a web or IPFS gateway caps concurrent connections.
+- `naive_plan`: every receiver fetches every object whole from its source, over the
+  shortest-latency route when the source is not a neighbour (each hop a separate store-and-forward
+  copy; no peer serves another peer's fetch).
+- `optimised_plan`: chunked pipelined swarming planned on the measured link model. A node with a
+  free upload slot sends, to the neighbour with the largest upload capacity (so fast nodes become
+  relays early) that has a free download slot and lacks a chunk it holds, the rarest such chunk.
+  Upload and download slots per node follow its capacity relative to its neighbours', so a fast
+  uploader feeds several slower downloaders at once. Every peer relays what it already holds;
+  the order of decisions (a time-ordered event loop on the planner's model) is the plan order.
+- `widest_path_tree` and `shortest_time_tree`: single-tree building blocks (pure graph
+  algorithms with known optima, tested on small graphs), usable as plans with `tree_plan`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping
+
+import networkx as nx
+
+from bcfl.network.plan import ChunkKey, Plan, PlanError, Problem, Transfer
+from bcfl.network.topology import Topology
+
+SERVER_SLOTS = 64
+NAIVE_SLOTS = 64
+MAX_SLOTS = 16
+MIN_DOWN_SLOTS = 2  # a receiver takes chunks from two senders at once: one slow sender cannot stall it
+
+
+def _chunks(problem: Problem, chunks: int | Mapping[str, int]) -> dict[str, int]:
+    if isinstance(chunks, int):
+        return {o: max(1, min(chunks, s.size)) for o, s in problem.objects.items()}
+    return {o: max(1, min(chunks.get(o, 1), s.size)) for o, s in problem.objects.items()}
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def star_plan(topo: Topology, problem: Problem, *, chunks: int = 16, slots: int = SERVER_SLOTS) -> Plan:
+    """Sources -> server -> every receiver; needs `topo.with_server()`."""
+    server = topo.server
+    if server is None:
+        raise PlanError(f"star plan needs a server in the {topo.kind} topology (use with_server())")
+    k = _chunks(problem, chunks)
+    transfers: list[Transfer] = []
+    for obj, spec in problem.objects.items():
+        if spec.source != server:
+            transfers += [Transfer(spec.source, server, obj, c) for c in range(k[obj])]
+    # chunk-major: every receiver is served over its own connection, all at once (up to `slots`)
+    for obj in problem.objects:
+        for c in range(k[obj]):
+            transfers += [Transfer(server, r, obj, c) for r in problem.receivers if obj in problem.needs(r)]
+    return Plan("star", problem, k, tuple(transfers), 1, {server: slots})
+
+
+def naive_plan(topo: Topology, problem: Problem, *, slots: int = NAIVE_SLOTS) -> Plan:
+    """Every receiver fetches each object whole from its source (shortest-latency route)."""
+    transfers: list[Transfer] = []
+    for obj, spec in problem.objects.items():
+        _, paths = nx.single_source_dijkstra(topo.graph, spec.source, weight="latency")
+        for r in problem.receivers:
+            if r == spec.source:
+                continue
+            path = paths.get(r)
+            if path is None:
+                raise PlanError(f"receiver {r} is unreachable from source {spec.source}")
+            transfers += [Transfer(a, b, obj, 0) for a, b in itertools.pairwise(path)]
+    # receivers fetch all at once: interleave so every source serves its fetchers concurrently
+    return Plan("naive", problem, {o: 1 for o in problem.objects}, tuple(transfers), slots)
+
+
+# ---------------------------------------------------------------- single trees
+
+
+def widest_path_tree(topo: Topology, root: int) -> dict[int, int]:
+    """Parent map of a maximum-bottleneck (widest path) tree from `root`, by `Topology.rate`.
+
+    A modified Dijkstra (maximise the path minimum): each node's path from the root has the
+    largest bottleneck rate over all paths; ties go to lower latency.
+    """
+    best: dict[int, tuple[float, float]] = {root: (math.inf, 0.0)}
+    parent: dict[int, int] = {}
+    heap: list[tuple[float, float, int]] = [(-math.inf, 0.0, root)]
+    done: set[int] = set()
+    while heap:
+        neg_width, lat, u = heapq.heappop(heap)
+        if u in done:
+            continue
+        done.add(u)
+        for v in topo.out_neighbours(u):
+            if v in done:
+                continue
+            cand = (min(-neg_width, topo.rate(u, v)), lat + topo.latency(u, v))
+            old = best.get(v)
+            if old is None or cand[0] > old[0] or (cand[0] == old[0] and cand[1] < old[1]):
+                best[v] = cand
+                parent[v] = u
+                heapq.heappush(heap, (-cand[0], cand[1], v))
+    return parent
+
+
+def shortest_time_tree(topo: Topology, root: int, size: int) -> dict[int, int]:
+    """Parent map minimising each node's store-and-forward arrival time of `size` bytes alone:
+    Dijkstra with edge weight latency(u, v) + size / rate(u, v)."""
+    weight: dict[tuple[int, int], float] = {}
+    for u, v in topo.graph.edges:
+        weight[(u, v)] = topo.latency(u, v) + size / topo.rate(u, v)
+    _, paths = nx.single_source_dijkstra(topo.graph, root, weight=lambda u, v, _: weight[(u, v)])
+    return {v: p[-2] for v, p in paths.items() if len(p) > 1}
+
+
+def tree_plan(
+    problem: Problem, parents: Mapping[str, Mapping[int, int]], *, chunks: int = 1, strategy: str = "tree"
+) -> Plan:
+    """Each object flows down its tree, chunk by chunk (pipelined), children in BFS order."""
+    k = _chunks(problem, chunks)
+    transfers: list[Transfer] = []
+    for obj, spec in problem.objects.items():
+        children: dict[int, list[int]] = defaultdict(list)
+        for child, par in sorted(parents[obj].items()):
+            children[par].append(child)
+        order, queue = [], [spec.source]
+        while queue:
+            u = queue.pop(0)
+            for c in children[u]:
+                order.append((u, c))
+                queue.append(c)
+        for c in range(k[obj]):
+            transfers += [Transfer(u, v, obj, c) for u, v in order]
+    return Plan(strategy, problem, k, tuple(transfers))
+
+
+# ---------------------------------------------------------------- optimised swarming
+
+
+def _slot_counts(topo: Topology) -> tuple[dict[int, int], dict[int, int]]:
+    """Upload and download slots per node from its capacity relative to its neighbours'."""
+    up_slots: dict[int, int] = {}
+    down_slots: dict[int, int] = {}
+    nodes = list(topo.graph.nodes)
+    median_up = statistics.median(topo.up(u) for u in nodes)
+    median_down = statistics.median(topo.down(u) for u in nodes)
+    for u in nodes:
+        up_slots[u] = max(
+            1, min(MAX_SLOTS, round(topo.up(u) / (median_down / max(1, round(median_down / median_up)))))
+        )
+        down_slots[u] = max(MIN_DOWN_SLOTS, min(MAX_SLOTS, round(topo.down(u) / median_up)))
+    return up_slots, down_slots
+
+
+def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Plan:
+    """Chunked swarming planned on the link model (see module docstring)."""
+    k = _chunks(problem, chunks)
+    keys: list[ChunkKey] = [(o, c) for o in problem.objects for c in range(k[o])]
+    bit = {key: i for i, key in enumerate(keys)}  # chunk sets are int bitmasks
+    sizes = [0] * len(keys)
+    for o, spec in problem.objects.items():
+        base = -(-spec.size // k[o])
+        for c in range(k[o]):
+            sizes[bit[(o, c)]] = min(base, spec.size - c * base)
+    up_slots, down_slots = _slot_counts(topo)
+
+    have: dict[int, int] = defaultdict(int)  # chunks a node holds by the current time
+    arriving: dict[int, list[tuple[float, int]]] = defaultdict(list)  # (time held, chunk index)
+    pending: dict[int, int] = defaultdict(int)  # chunks a receiver lacks and is not being sent
+    holders = [1] * len(keys)
+    for obj, spec in problem.objects.items():
+        for c in range(k[obj]):
+            have[spec.source] |= 1 << bit[(obj, c)]
+    for r in problem.receivers:
+        for o in problem.needs(r):
+            for c in range(k[o]):
+                pending[r] |= 1 << bit[(o, c)]
+    up_free: dict[int, list[float]] = {u: [0.0] * up_slots[u] for u in topo.graph.nodes}
+    down_free: dict[int, list[float]] = {v: [0.0] * down_slots[v] for v in topo.graph.nodes}
+    # neighbours by relay value: upload capacity first, then latency; finished ones are pruned
+    prefs: dict[int, list[int]] = {}
+    for u in topo.graph.nodes:
+        rank = {v: (-topo.up(v), topo.latency(u, v)) for v in topo.out_neighbours(u)}
+        prefs[u] = sorted(rank, key=rank.__getitem__)
+    remaining = sum(m.bit_count() for m in pending.values())
+    transfers: list[Transfer] = []
+    heap: list[tuple[float, int]] = [(0.0, s) for s in {spec.source for spec in problem.objects.values()}]
+    heapq.heapify(heap)
+    queued: set[tuple[float, int]] = set(heap)
+
+    def wake(t: float, u: int) -> None:
+        if (t, u) not in queued:
+            queued.add((t, u))
+            heapq.heappush(heap, (t, u))
+
+    while heap and remaining:
+        t, u = heapq.heappop(heap)
+        queued.discard((t, u))
+        slot_t = min(up_free[u])
+        if slot_t > t:
+            wake(slot_t, u)
+            continue
+        inbox = arriving[u]
+        while inbox and inbox[0][0] <= t:
+            have[u] |= 1 << heapq.heappop(inbox)[1]
+        mine = have[u]
+        if not mine:
+            continue
+        choice: tuple[int, int] | None = None
+        blocked_until = math.inf
+        finished = False
+        for v in prefs[u]:
+            wanted = pending[v] & mine
+            if not wanted:
+                finished = finished or not pending[v]
+                continue
+            free_at = min(down_free[v])
+            if free_at > t:
+                blocked_until = min(blocked_until, free_at)
+                continue
+            best, best_key = -1, (math.inf, 0)
+            while wanted:  # rarest chunk first, then the earliest in the object
+                low = wanted & -wanted
+                i = low.bit_length() - 1
+                if (holders[i], i) < best_key:
+                    best, best_key = i, (holders[i], i)
+                wanted ^= low
+            choice = (v, best)
+            break
+        if finished:
+            prefs[u] = [v for v in prefs[u] if pending[v]]
+        if choice is None:
+            if blocked_until < math.inf:
+                wake(blocked_until, u)
+            continue  # otherwise the next chunk to arrive at u wakes it
+        v, i = choice
+        rate = min(topo.bandwidth(u, v), topo.up(u) / up_slots[u], topo.down(v) / down_slots[v])
+        end = t + sizes[i] / rate
+        arrive = end + topo.latency(u, v)
+        up_free[u][up_free[u].index(slot_t)] = end
+        free_v = down_free[v]
+        free_v[free_v.index(min(free_v))] = end
+        pending[v] &= ~(1 << i)
+        heapq.heappush(arriving[v], (arrive, i))
+        holders[i] += 1
+        remaining -= 1
+        transfers.append(Transfer(u, v, keys[i][0], keys[i][1]))
+        wake(min(up_free[u]), u)
+        wake(arrive, v)
+    if remaining:
+        raise PlanError(
+            f"optimised plan left {remaining} chunk deliveries unplanned (disconnected topology?)"
+        )
+    return Plan("optimised", problem, k, tuple(transfers), 1, up_slots)
+
+
+STRATEGIES = ("star", "naive", "optimised")
+
+
+def plan_for(strategy: str, topo: Topology, problem: Problem, *, chunks: int = 32) -> Plan:
+    """A plan by strategy name; `star` needs a topology with a server."""
+    if strategy == "star":
+        return star_plan(topo, problem, chunks=chunks)
+    if strategy == "naive":
+        return naive_plan(topo, problem)
+    if strategy == "optimised":
+        return optimised_plan(topo, problem, chunks=chunks)
+    raise PlanError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
