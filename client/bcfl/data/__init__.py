@@ -1,0 +1,1 @@
+"""Data sets shipped inside the package (read with importlib.resources, never from outside)."""

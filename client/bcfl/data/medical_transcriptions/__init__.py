@@ -1,0 +1,1 @@
+"""The medical-transcriptions specialty data set (see README.md in this folder)."""

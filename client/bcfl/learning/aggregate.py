@@ -1,0 +1,128 @@
+"""Deterministic aggregation of LoRA updates (pure functions, no I/O).
+
+Independent peers must reach bit-identical aggregates (hence the same CID) from the same
+included updates, whatever order those arrived in. So updates are sorted by their key (e.g.
+the update's CID), weights are normalised with exactly rounded sums (`math.fsum`), and each
+tensor is accumulated in that fixed order, one update at a time, in float64 with a separate
+multiply and add (each one correctly rounded IEEE operation, so no fused multiply-add or
+vector width can change a bit across machines), then rounded once to float32.
+
+Schemes:
+- "fedit": weighted mean of A and of B separately (the common baseline; inexact, since
+  mean(B) @ mean(A) != mean(B @ A)).
+- "ffa": every update must carry the same A (frozen at the shared init); B is averaged, so
+  mean(B) @ A == mean(B @ A): the aggregate is the exact mean of the updates' weight deltas.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from bcfl.errors import BcflError
+from bcfl.learning.adapter import AdapterState
+from bcfl.learning.train import LORA_SCHEMES, LoraScheme
+
+
+class AggregationError(BcflError):
+    """Updates that cannot be aggregated together."""
+
+
+@dataclass(frozen=True, eq=False)
+class WeightedUpdate:
+    key: str  # fixes the order of accumulation (e.g. the update's CID); must be unique
+    state: AdapterState
+    weight: float  # e.g. samples x staleness discount x trust
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"update {self.key}: weight must be finite and >= 0, got {self.weight}")
+
+
+def staleness_weight(
+    samples: int, staleness: int, *, exponent: float = 0.5, max_staleness: int | None = None
+) -> float:
+    """samples x (1 + staleness)^-exponent: an update trained from an older round counts less
+    (the polynomial discount of asynchronous FedAsync); beyond `max_staleness` it counts 0."""
+    if samples < 0 or staleness < 0:
+        raise ValueError(f"samples ({samples}) and staleness ({staleness}) must be >= 0")
+    if exponent < 0:
+        raise ValueError(f"exponent must be >= 0, got {exponent}")
+    if max_staleness is not None and staleness > max_staleness:
+        return 0.0
+    return float(samples) * float((1.0 + staleness) ** -exponent)
+
+
+def normalised_weights(updates: Sequence[WeightedUpdate]) -> list[float]:
+    """Weights summing to 1, in the order given (exactly rounded total, so order-free)."""
+    total = math.fsum(u.weight for u in updates)
+    if not total > 0:
+        raise AggregationError("the updates' weights sum to zero: nothing to aggregate")
+    return [u.weight / total for u in updates]
+
+
+def _ordered(updates: Sequence[WeightedUpdate]) -> list[WeightedUpdate]:
+    if not updates:
+        raise AggregationError("no updates to aggregate")
+    ordered = sorted(updates, key=lambda u: u.key)
+    for prev, nxt in itertools.pairwise(ordered):
+        if prev.key == nxt.key:
+            raise AggregationError(f"update {nxt.key} appears twice")
+    first = ordered[0].state
+    for u in ordered[1:]:
+        if u.state.spec != first.spec:
+            raise AggregationError(f"update {u.key}: LoRA settings {u.state.spec} differ from {first.spec}")
+        if list(u.state.tensors) != list(first.tensors):
+            raise AggregationError(f"update {u.key}: its tensors are not those of update {ordered[0].key}")
+        for name, tensor in u.state.tensors.items():
+            if tensor.shape != first.tensors[name].shape:
+                raise AggregationError(f"update {u.key}: tensor {name} has shape {tuple(tensor.shape)}")
+    return ordered
+
+
+def weighted_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """sum_i w_i * t_i accumulated in the order given (float64), rounded once to float32."""
+    acc = torch.zeros_like(tensors[0], dtype=torch.float64)
+    for tensor, weight in zip(tensors, weights, strict=True):
+        term = tensor.to(torch.float64) * weight
+        acc = acc + term
+    return acc.to(torch.float32)
+
+
+def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> AdapterState:
+    """The weighted aggregate of `updates` under `scheme`, bit-identical for any input order."""
+    if scheme not in LORA_SCHEMES:
+        raise AggregationError(
+            f"unknown aggregation scheme {scheme!r} (choose from {', '.join(LORA_SCHEMES)})"
+        )
+    ordered = _ordered(updates)
+    weights = normalised_weights(ordered)
+    first = ordered[0].state
+    out: dict[str, torch.Tensor] = {}
+    for name in first.tensors:
+        column = [u.state.tensors[name] for u in ordered]
+        if scheme == "ffa" and ".lora_A." in name:
+            for u, tensor in zip(ordered[1:], column[1:], strict=True):
+                if not torch.equal(tensor, column[0]):
+                    raise AggregationError(
+                        f"update {u.key}: {name} differs from the shared frozen A "
+                        "(scheme 'ffa' needs it identical)"
+                    )
+            out[name] = column[0].clone()
+        else:
+            out[name] = weighted_mean(column, weights)
+    return first.replace(out)
+
+
+def deltas(state: AdapterState) -> dict[str, torch.Tensor]:
+    """Each adapted module's weight delta, scaling x B @ A (float64, for checks and metrics)."""
+    out: dict[str, torch.Tensor] = {}
+    for module in state.modules():
+        a = state.tensors[f"base_model.model.{module}.lora_A.weight"].double()
+        b = state.tensors[f"base_model.model.{module}.lora_B.weight"].double()
+        out[module] = state.spec.scaling * (b @ a)
+    return out
