@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bcfl.chain.federation import RoundStatus
 from bcfl.orchestrate import FederationSpec, LocalFederation
@@ -28,7 +29,9 @@ def demo_spec(
         result_duration=120 if quick else 600,
         rounds=rounds,
         storage="ipfs" if ipfs else "embedded",
-        local_steps=4 if quick else 4,
+        local_steps=4,
+        learning_rate=1e-2 if quick else 2e-3,
+        score_threshold=510_000,
         batch_size=4,
         max_tokens=64 if quick else 96,
         eval_examples=8 if quick else 6,
@@ -40,6 +43,28 @@ class RoundReport:
     rows: list[tuple[str, ...]]
     seconds: float
     note: str = ""
+
+
+def _short(reason: str) -> str:
+    if "threshold" in reason:
+        return "below threshold"
+    return reason[:40]
+
+
+def _voter_accuracy(store: Any, commits: list[Any]) -> dict[str, float]:
+    """Mean validation accuracy of each update, as measured by the peers that evaluated it."""
+    from bcfl.storage.adapter_pack import fetch_json
+
+    seen: dict[str, list[float]] = {}
+    for commit in commits:
+        try:
+            doc = fetch_json(store, commit.cid, digest=commit.digest)
+        except Exception:  # a bad vote file shows up in the audit, not here
+            continue
+        for vote in doc.get("votes", []):
+            if isinstance(vote.get("accuracy"), (int, float)):
+                seen.setdefault(vote["peer"], []).append(float(vote["accuracy"]))
+    return {peer: sum(v) / len(v) for peer, v in seen.items()}
 
 
 def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
@@ -67,6 +92,7 @@ def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
         )
         ppm = decision.scores.ppm()
         included = {s.peer for s in decision.included}
+        accuracy = _voter_accuracy(store, chain.vote_commits(round_id))
         for s in submissions:
             rows.append(
                 (
@@ -76,7 +102,8 @@ def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
                     str(round_id - s.trained_from),
                     f"{ppm.get(s.peer, 0) / 1e6:.3f}",
                     "yes" if s.peer in included else "NO",
-                    decision.excluded.get(s.peer, ""),
+                    _short(decision.excluded.get(s.peer, "")),
+                    f"{accuracy[s.peer]:.2f}" if s.peer in accuracy else "-",
                     str(gas[s.peer]),
                 )
             )

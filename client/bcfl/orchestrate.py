@@ -52,6 +52,7 @@ class FederationSpec:
     rounds: int = 3
     storage: str = "embedded"  # or "ipfs": one js-ipfs daemon per peer
     local_steps: int = 4
+    learning_rate: float = 2e-3
     batch_size: int = 4
     max_tokens: int = 96
     eval_examples: int = 8
@@ -205,6 +206,7 @@ class LocalFederation:
             "alpha": spec.alpha,
             "data_seed": spec.data_seed,
             "local_steps": spec.local_steps,
+            "learning_rate": spec.learning_rate,
             "batch_size": spec.batch_size,
             "max_tokens": spec.max_tokens,
             "eval_examples": spec.eval_examples,
