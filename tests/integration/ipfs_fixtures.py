@@ -27,9 +27,9 @@ def require_jsipfs() -> None:
         pytest.fail(f"{exc} (or `make install-ipfs`); install command: {INSTALL_COMMAND}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ipfs_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[IpfsDaemon]]:
-    """Two connected daemons, A (index 0) and B (index 1), shared by the session (start-up is ~10 s)."""
+    """Two connected daemons, A (index 0) and B (index 1), per test module (start-up is ~10 s)."""
     require_jsipfs()
     daemons = start_daemons(2, tmp_path_factory.mktemp("ipfs"))
     try:

@@ -28,6 +28,7 @@ class FakeDaemon:
     cat: dict[str, bytes] = field(default_factory=dict)
     add_answer: str = ""
     delay: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     url: str = ""
 
@@ -58,7 +59,8 @@ def _handler(fake: FakeDaemon) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps({"Name": "f", "Hash": fake.add_answer, "Size": "1"}).encode()
             elif table is None or arg not in table:
                 self.send_response(500)
-                body = json.dumps({"Message": f"{arg} not found", "Code": 0, "Type": "error"}).encode()
+                message = fake.errors.get(arg, f"{arg} not found")
+                body = json.dumps({"Message": message, "Code": 0, "Type": "error"}).encode()
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -149,6 +151,13 @@ def test_timeout_names_the_cid(fake: FakeDaemon) -> None:
     fake.delay = 2.0
     with pytest.raises(CidTimeout, match=cid):
         KuboStorage(fake.url).get(cid, timeout=0.3)
+
+
+def test_daemon_side_timeout_is_a_cid_timeout(fake: FakeDaemon) -> None:
+    missing = build_bytes(b"nowhere").text
+    fake.errors[missing] = "Failed to get block: request timed out"  # js-ipfs's words
+    with pytest.raises(CidTimeout, match=missing):
+        KuboStorage(fake.url).get(missing, timeout=0.5)
 
 
 def test_daemon_down_names_the_url() -> None:

@@ -120,7 +120,9 @@ class KuboStorage:
         except ipfs_exc.ErrorResponse as exc:
             message = _first_line(exc)
             lowered = message.lower()
-            if cid is not None and any(word in lowered for word in ("timeout", "deadline", "aborted")):
+            if cid is not None and any(
+                word in lowered for word in ("timeout", "timed out", "deadline", "aborted")
+            ):
                 raise CidTimeout(cid, self.location, limit) from exc
             if cid is not None and "not found" in lowered:
                 raise CidNotFound(cid, self.location, message) from exc
