@@ -1,0 +1,108 @@
+"""Several real peer processes (`bcfl node`) against a real Anvil, with the tiny model.
+
+Each test starts a whole federation with `LocalFederation` (devnet, deployment, one OS process
+per peer with its own keystore), lets rounds run, then checks the chain and the audit.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bcfl.audit.checks import audit_federation
+from bcfl.chain.federation import RoundStatus
+from bcfl.node.work import open_storage_spec
+from bcfl.orchestrate import FederationSpec, LocalFederation
+from bcfl.outcome import decide_round, fetch_votes
+
+pytestmark = pytest.mark.e2e
+
+
+def _spec(tmp_path: Path, **overrides: object) -> FederationSpec:
+    base: dict[str, object] = dict(
+        workdir=tmp_path / "fed",
+        peers=4,
+        attackers={3: "sign-flip"},
+        model="tiny",
+        async_quorum=3,
+        round_duration=90,
+        vote_duration=40,
+        result_duration=90,
+        score_threshold=510_000,
+        local_steps=4,
+        learning_rate=1e-2,
+        max_tokens=64,
+        eval_examples=8,
+    )
+    base.update(overrides)
+    return FederationSpec(**base)  # type: ignore[arg-type]
+
+
+def _audit(fed: LocalFederation, rounds: list[int]) -> None:
+    assert fed.federation is not None
+    store = open_storage_spec(fed.storage_spec(fed.spec.peers), fed.spec.workdir / "auditor")
+    for audit in audit_federation(fed.federation, store, rounds=rounds):
+        assert audit.ok, f"round {audit.round}: {audit.first_failure()}"
+
+
+def test_async_serverless_rounds_exclude_the_attacker(tmp_path: Path) -> None:
+    with LocalFederation(_spec(tmp_path)) as fed:
+        assert fed.federation is not None
+        chain = fed.federation
+        attacker = fed.processes[3].address
+        for r in (1, 2):
+            assert fed.wait_for_round(r, timeout=240) is RoundStatus.FINALISED
+            subs = chain.submissions(r)
+            assert 3 <= len(subs) <= 4
+            store = open_storage_spec(fed.storage_spec(4), tmp_path / "check")
+            decision = decide_round(chain, r, subs, fetch_votes(store, chain.vote_commits(r)))
+            included = {s.peer for s in decision.included}
+            if any(s.peer == attacker for s in subs):
+                assert attacker not in included, decision.excluded
+            assert included, "honest updates must be aggregated"
+            assert chain.base_model(r + 1) == chain.finalisation(r).aggregate  # type: ignore[union-attr]
+        # One submission per peer per round, and each node journals what it sent.
+        for r in (1, 2):
+            peers = [s.peer for s in chain.submissions(r)]
+            assert len(peers) == len(set(peers))
+        _audit(fed, [1, 2])
+
+
+def test_sync_server_mode_aggregator_posts(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, peers=3, attackers={}, closing_rule="synchronous", result_mode="server")
+    with LocalFederation(spec) as fed:
+        assert fed.federation is not None
+        assert fed.wait_for_round(1, timeout=240) is RoundStatus.FINALISED
+        chain = fed.federation
+        assert len(chain.submissions(1)) == 3  # synchronous: every active peer
+        aggregator = fed.processes[-1]
+        assert aggregator.role == "aggregator"
+        assert [c.voter for c in chain.vote_commits(1)] == [aggregator.address]
+        assert [a.attester for a in chain.attestations(1)] == [aggregator.address]
+        _audit(fed, [1])
+
+
+def test_peer_killed_mid_round_resumes_without_double_submitting(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, attackers={}, async_quorum=4)
+    with LocalFederation(spec) as fed:
+        assert fed.federation is not None
+        chain = fed.federation
+        victim = fed.processes[0]
+        deadline = time.monotonic() + 180
+        # Kill peer 0 with SIGKILL right after it pinned or sent its round-1 update.
+        while time.monotonic() < deadline:
+            kinds = {e.get("event") for e in fed.events(0)}
+            if "trained" in kinds or "submitted" in kinds:
+                break
+            time.sleep(0.2)
+        fed.kill(0)
+        fed.spawn(victim)
+        assert fed.wait_for_round(1, timeout=240) is RoundStatus.FINALISED
+        subs = [s.peer for s in chain.submissions(1)]
+        assert subs.count(victim.address) == 1
+        events = [e.get("event") for e in fed.events(0)]
+        # The restarted node reused the update it had pinned instead of training again.
+        assert events.count("trained") == 1, events
+        _audit(fed, [1])
