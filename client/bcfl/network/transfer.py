@@ -7,7 +7,8 @@ Wire protocol (one request per connection, asyncio streams):
 
 A server holding the CID answers at once; otherwise it waits up to `wait_ms` for the chunk to
 arrive (relaying: a peer serves what it received moments ago), then answers `NO`. It runs at
-most `slots` sends at once (the plan's upload slots) and, as a user-space stand-in for link
+most `slots` sends at once (the plan's upload slots), admitting waiting requests in plan order
+(`priority`), and, as a user-space stand-in for link
 propagation delay (this kernel has no netem), sleeps `delay(from_node)` seconds before sending.
 
 A receiver pulls each chunk the plan sends to it from the planned sender and checks it with the
@@ -19,8 +20,13 @@ source; a sender caught serving bad bytes is not asked again.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
+import heapq
+import socket
+import termios
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +102,37 @@ class ChunkStore:
         return self._data.get(cid)
 
 
+class _PriorityGate:
+    """At most `slots` holders at once; waiters are admitted lowest priority value first."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    async def acquire(self, priority: float) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._waiters, (priority, self._seq, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over just as the waiter went away
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+
 @dataclass
 class ServerFaults:
     """Misbehaviour for tests: serve flipped bytes, or drop the connection part-way."""
@@ -113,13 +150,15 @@ class ChunkServer:
         *,
         slots: int = 64,
         delay: Callable[[int], float] | None = None,
+        priority: Callable[[str, int], float] | None = None,
         faults: ServerFaults | None = None,
     ) -> None:
         self.store = store
         self.host, self.port = host, port
         self.delay = delay or (lambda _node: 0.0)
         self.faults = faults or ServerFaults()
-        self._slots = asyncio.Semaphore(slots)
+        self.priority = priority or (lambda _cid, _node: 0.0)
+        self._slots = _PriorityGate(slots)
         self._server: asyncio.Server | None = None
         self.served = 0
 
@@ -136,6 +175,10 @@ class ChunkServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a small send buffer keeps drain() close to what is on the wire
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
             parts = line.decode("ascii", "replace").split()
@@ -147,12 +190,15 @@ class ChunkServer:
             if data is None:
                 writer.write(b"NO not held\n")
                 return
-            async with self._slots:
-                lag = self.delay(requester)
-                if lag > 0:
-                    await asyncio.sleep(lag)
+            lag = self.delay(requester)
+            if lag > 0:  # propagation: the bytes reach the requester `lag` later, the upload stays free
+                await asyncio.sleep(lag)
+            await self._slots.acquire(self.priority(cid, requester))
+            try:
                 await self._send(writer, data)
                 self.served += 1
+            finally:
+                self._slots.release()
         except (ConnectionError, TimeoutError, ValueError):
             pass
         finally:
@@ -172,6 +218,29 @@ class ChunkServer:
             await writer.drain()
         if self.faults.drop_after is not None:
             writer.transport.abort()
+            return
+        await _flushed(writer)
+
+
+SEND_BUFFER = 64 * 1024
+
+
+def _unsent(sock: socket.socket) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+    return buf[0]
+
+
+async def _flushed(writer: asyncio.StreamWriter, timeout: float = 60.0) -> None:
+    """Wait until the kernel has sent what we wrote, so an upload slot is held for the real
+    transmission time and not just until the bytes sit in a socket buffer (Linux TIOCOUTQ)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(OSError):
+        while _unsent(sock) > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
 
 async def fetch(
@@ -222,6 +291,7 @@ class PeerReport:
     rerouted: int = 0
     rejected: list[str] = field(default_factory=list)  # one line per bad or failed attempt
     banned: set[int] = field(default_factory=set)
+    arrivals: list[tuple[str, int, int, float]] = field(default_factory=list)  # (object, chunk, from, time)
 
 
 class PlanPeer:
@@ -244,6 +314,7 @@ class PlanPeer:
         self.store = server.store if server is not None else ChunkStore()
         self.server = server
         self.report = PeerReport(node)
+        self._t0 = time.time()
         self._holders: dict[ChunkKey, list[int]] = {}
         for obj in plan.problem.objects:
             for key in plan.chunk_keys(obj):
@@ -254,6 +325,16 @@ class PlanPeer:
         for obj, spec in plan.problem.objects.items():
             for key in plan.chunk_keys(obj):
                 self._holders[key].append(spec.source)
+        if server is not None:  # serve waiting requests in plan order, as the simulator does
+            server.priority = self.send_order()
+
+    def send_order(self) -> Callable[[str, int], float]:
+        """Priority for this node's server: the plan index of its transfer of that CID to that node."""
+        order: dict[tuple[str, int], float] = {}
+        for i, t in enumerate(self.plan.transfers):
+            if t.src == self.node:
+                order.setdefault((self.cids[t.key], t.dst), float(i))
+        return lambda cid, node: order.get((cid, node), float(len(self.plan.transfers)))
 
     def seed(self, objects: Mapping[str, bytes]) -> None:
         """Load the objects this node is the source of."""
@@ -261,25 +342,39 @@ class PlanPeer:
             for key, chunk in split_chunks(self.plan, obj, data).items():
                 self.store.put(self.cids[key], chunk)
 
+    def needed(self) -> set[ChunkKey]:
+        if self.node not in self.plan.problem.receivers:
+            return set()
+        return {k for o in self.plan.problem.needs(self.node) for k in self.plan.chunk_keys(o)}
+
     def incoming(self) -> list[tuple[int, ChunkKey]]:
-        """(planned sender, chunk) for every chunk this node needs, in plan order."""
+        """(planned sender, chunk) for every chunk the plan sends this node (a relay too) or it
+        needs, in plan order; a needed chunk the plan forgot is asked of its source."""
         seen: set[ChunkKey] = set()
         out: list[tuple[int, ChunkKey]] = []
         for t in self.plan.transfers:
             if t.dst == self.node and t.key not in seen:
                 seen.add(t.key)
                 out.append((t.src, t.key))
-        needed = {k for o in self.plan.problem.needs(self.node) for k in self.plan.chunk_keys(o)}
-        for key in sorted(needed - seen):  # not planned for this node: ask the source
+        for key in sorted(self.needed() - seen):
             out.append((self.plan.problem.objects[key[0]].source, key))
-        return [(s, k) for s, k in out if k in needed]
+        return [(s, k) for s, k in out if self.cids[k] not in self.store]
 
     async def run(self, start: float | None = None) -> PeerReport:
-        """Fetch everything this node needs; `start` is the shared time.monotonic()/time.time() origin."""
+        """Fetch what the plan sends this node; `start` is the shared time.time() origin.
+        A receiver's completion is when it holds every chunk it needs."""
         t0 = start if start is not None else time.time()
-        if self.node in self.plan.problem.receivers:
-            await asyncio.gather(*(self._get(src, key) for src, key in self.incoming()))
-            self.report.completion = time.time() - t0
+        self._t0 = t0
+        needed = self.needed()
+        tasks = {key: asyncio.ensure_future(self._get(src, key)) for src, key in self.incoming()}
+        try:
+            await asyncio.gather(*(task for key, task in tasks.items() if key in needed))
+            if self.node in self.plan.problem.receivers:
+                self.report.completion = time.time() - t0
+            await asyncio.gather(*tasks.values())
+        finally:
+            for task in tasks.values():
+                task.cancel()
         return self.report
 
     async def _get(self, planned: int, key: ChunkKey) -> None:
@@ -307,6 +402,7 @@ class PlanPeer:
                 self.report.banned.add(src)
                 continue
             self.store.put(cid, data)
+            self.report.arrivals.append((key[0], key[1], src, time.time() - self._t0))
             self.report.fetched += 1
             if n > 0:
                 self.report.rerouted += 1
