@@ -58,52 +58,51 @@ def audit_round(fed: Federation, storage: Storage, round_id: int, *, timeout: fl
     add = audit.checks.append
     submissions = fed.submissions(round_id)
 
-    bad_updates = []
+    bad_updates: dict[str, str] = {}
     for sub in submissions:
         try:
             fetch_adapter(storage, sub.cid, digest=sub.digest, timeout=timeout)
         except Exception as exc:
-            bad_updates.append(f"{sub.peer} {sub.cid}: {_describe(exc)}")
-    # A bad update is the submitter's fault, handled by the protocol (scored down, excluded);
-    # the audit reports it but only fails when an *included* update is bad (checked below).
-    add(
-        CheckResult(
-            "updates", True, f"{len(submissions)} resolved" if not bad_updates else "; ".join(bad_updates)
-        )
-    )
+            bad_updates[sub.peer] = f"{sub.peer} {sub.cid}: {_describe(exc)}"
 
     commits = fed.vote_commits(round_id)
     fetched = fetch_votes(storage, commits, timeout=timeout)
-    unresolved = [f"{v.commit.voter}: {v.error}" for v in fetched if v.error and v.unavailable]
-    add(
-        CheckResult(
-            "votes",
-            not unresolved,
-            f"{len(commits)} vote files resolved" if not unresolved else "; ".join(unresolved),
-        )
-    )
+    bad_votes = [f"{v.commit.voter} {v.commit.cid}: {v.error}" for v in fetched if v.error]
 
     final = fed.finalisation(round_id) if info.status is RoundStatus.FINALISED else None
-    if final is None:
+    decision = decide_round(fed, round_id, submissions, fetched) if final is not None else None
+    # A bad update or vote file that the protocol excluded is the submitter's fault and already
+    # accounted for; one that was included (or any, before a result) fails the audit.
+    included = {s.peer for s in decision.included} if decision is not None else set(bad_updates)
+    fatal = [why for peer, why in bad_updates.items() if peer in included]
+    add(
+        CheckResult(
+            "updates", not fatal, "; ".join(fatal or bad_updates.values()) or f"{len(submissions)} verified"
+        )
+    )
+    add(CheckResult("votes", not bad_votes, "; ".join(bad_votes) or f"{len(commits)} vote files verified"))
+
+    if final is None or decision is None:
         for check in ("scores", "included", "aggregate"):
             add(CheckResult(check, None, f"round is {audit.status}: no result to check"))
     else:
-        decision = decide_round(fed, round_id, submissions, fetched)
+        same_scores = decision.scores_root == final.scores_root
         add(
             CheckResult(
                 "scores",
-                decision.scores_root == final.scores_root,
+                same_scores,
                 "recomputed scores root matches"
-                if decision.scores_root == final.scores_root
+                if same_scores
                 else f"recomputed 0x{decision.scores_root.hex()} != posted 0x{final.scores_root.hex()}",
             )
         )
+        same_included = decision.included_hash == final.included_hash
         add(
             CheckResult(
                 "included",
-                decision.included_hash == final.included_hash,
+                same_included,
                 f"{len(decision.included)} included, {len(decision.excluded)} excluded"
-                if decision.included_hash == final.included_hash
+                if same_included
                 else "recomputed included set differs from the posted commitment",
             )
         )
