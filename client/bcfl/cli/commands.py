@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import audit, bench, chain, demo, node, storage
+from bcfl.cli import audit, bench, chain, demo, explorer, node, storage
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = [
     chain.register,
     node.register,
     demo.register,
     audit.register,
+    explorer.register,
     storage.register,
     bench.register,
 ]
