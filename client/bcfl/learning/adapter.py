@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,7 +239,10 @@ def applied(base: BaseModel, state: AdapterState) -> Iterator[Any]:
     base model's own weights untouched."""
     from peft import get_peft_model, set_peft_model_state_dict
 
-    peft_model = get_peft_model(base.model, state.spec.to_peft())
+    with warnings.catch_warnings():
+        # PEFT calls a transformers property that transformers 5 deprecates; not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(base.model, state.spec.to_peft())
     try:
         result = set_peft_model_state_dict(peft_model, dict(state.tensors))
         unexpected = list(getattr(result, "unexpected_keys", []) or [])

@@ -2,7 +2,7 @@
 
 Methods (pure functions; the wire format is a safetensors file, so decoding never unpickles):
 - "none": fp32 tensors.
-- "int8": per-row symmetric int8 with one fp32 scale per row (about 4x smaller).
+- "int8": symmetric int8 in blocks of 128 entries, one fp32 scale per block (3.9x smaller).
 - "topk": the k largest-magnitude entries of each tensor (int32 index + fp32 value), ties
   broken by position so the choice is deterministic.
 Tensors whose delta is all zero (e.g. the frozen A of scheme "ffa") are not sent at all.
@@ -24,7 +24,7 @@ from bcfl.learning.adapter import AdapterState
 Method = Literal["none", "int8", "topk"]
 METHODS: tuple[Method, ...] = ("none", "int8", "topk")
 FORMAT_KEY = "bcfl-compression"
-SHAPES_KEY = "shapes"
+BLOCK = 128  # entries per int8 scale: LoRA B rows are only `rank` long, too short to scale alone
 
 
 class CompressionError(BcflError):
@@ -94,10 +94,8 @@ def encode(delta: Mapping[str, torch.Tensor], config: CompressionConfig) -> byte
         if config.method == "none":
             parts[f"{key}::v"] = x
         elif config.method == "int8":
-            rows = x.reshape(x.shape[0], -1)
-            scale = rows.abs().amax(dim=1) / 127.0  # (R,)
-            safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-            parts[f"{key}::q"] = torch.round(rows / safe[:, None]).clamp(-127, 127).to(torch.int8)
+            q, scale = _int8_blocks(x.flatten())
+            parts[f"{key}::q"] = q
             parts[f"{key}::s"] = scale
         else:
             flat = x.flatten()
@@ -106,7 +104,9 @@ def encode(delta: Mapping[str, torch.Tensor], config: CompressionConfig) -> byte
             index = torch.sort(order).values
             parts[f"{key}::i"] = index.to(torch.int32)
             parts[f"{key}::v"] = flat[index]
-    meta = {FORMAT_KEY: config.method, SHAPES_KEY: json.dumps(shapes, sort_keys=True)}
+    # One metadata entry: safetensors writes several in no fixed order, which would break
+    # byte-determinism.
+    meta = {FORMAT_KEY: json.dumps({"method": config.method, "shapes": shapes}, sort_keys=True)}
     return save(parts, metadata=meta)
 
 
@@ -116,8 +116,10 @@ def decode(blob: bytes) -> dict[str, torch.Tensor]:
 
     try:
         parts = load(blob)
-        meta = _metadata(blob)
-        method, shapes = meta.get(FORMAT_KEY), json.loads(meta.get(SHAPES_KEY, "null"))
+        header = json.loads(_metadata(blob).get(FORMAT_KEY, "null"))
+        if not isinstance(header, dict):
+            raise ValueError(f"no {FORMAT_KEY} metadata")
+        method, shapes = header.get("method"), header.get("shapes")
     except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         raise CompressionError(f"compressed update is not valid ({exc})") from None
     if method not in METHODS or not isinstance(shapes, dict):
@@ -135,9 +137,9 @@ def decode(blob: bytes) -> dict[str, torch.Tensor]:
             elif method == "int8":
                 expected |= {f"{key}::q", f"{key}::s"}
                 q, s = parts[f"{key}::q"], parts[f"{key}::s"]
-                if q.dtype != torch.int8 or s.shape != (shape[0],) or q.numel() != numel:
+                if q.dtype != torch.int8 or q.shape != (numel,) or s.shape != (-(-numel // BLOCK),):
                     raise CompressionError(f"compressed update: tensor {key} has malformed int8 parts")
-                value = (q.reshape(shape[0], -1).to(torch.float32) * s[:, None]).reshape(shape)
+                value = _int8_restore(q, s).reshape(shape)
             else:
                 expected |= {f"{key}::i", f"{key}::v"}
                 index, vals = parts[f"{key}::i"].to(torch.int64), parts[f"{key}::v"]
@@ -163,6 +165,23 @@ def decode(blob: bytes) -> dict[str, torch.Tensor]:
     if extra:
         raise CompressionError(f"compressed update holds unexpected part {extra[0]}")
     return out
+
+
+def _int8_blocks(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, fp32 scale per block of BLOCK entries) of a flat fp32 tensor."""
+    blocks = -(-flat.numel() // BLOCK)
+    padded = torch.zeros(blocks * BLOCK, dtype=torch.float32)
+    padded[: flat.numel()] = flat
+    rows = padded.reshape(blocks, BLOCK)
+    scale = rows.abs().amax(dim=1) / 127.0  # (blocks,)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(rows / safe[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.flatten()[: flat.numel()].contiguous(), scale
+
+
+def _int8_restore(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    per_entry = scale.repeat_interleave(BLOCK)[: q.numel()]
+    return q.to(torch.float32) * per_entry
 
 
 def _metadata(blob: bytes) -> dict[str, str]:

@@ -174,6 +174,7 @@ def prepare_smollm2(cache_dir: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=root))
     try:
         _convert_gguf(gguf, tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared by several users
         try:
             os.rename(tmp, final)
         except OSError:

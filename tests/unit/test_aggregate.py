@@ -1,0 +1,122 @@
+"""Deterministic aggregation: FedIT (inexact) and the exact frozen-A scheme; staleness weights."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from bcfl.learning.adapter import AdapterState, LoraSpec, key_a, key_b
+from bcfl.learning.aggregate import (
+    AggregationError,
+    WeightedUpdate,
+    aggregate,
+    deltas,
+    normalised_weights,
+    staleness_weight,
+)
+
+SPEC = LoraSpec(rank=4, alpha=8, target_modules=("q_proj", "v_proj"))
+MODULES = ("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj")
+
+
+def _state(seed: int, shared_a: bool) -> AdapterState:
+    gen = torch.Generator().manual_seed(seed)
+    a_gen = torch.Generator().manual_seed(999) if shared_a else gen
+    tensors = {}
+    for module in MODULES:
+        tensors[key_a(module)] = torch.randn((4, 16), generator=a_gen)
+        tensors[key_b(module)] = torch.randn((12, 4), generator=gen)
+    return AdapterState(SPEC, tensors)
+
+
+def _updates(shared_a: bool, n: int = 5) -> list[WeightedUpdate]:
+    return [WeightedUpdate(f"cid-{i}", _state(i, shared_a), weight=float(10 + 7 * i)) for i in range(n)]
+
+
+@pytest.mark.parametrize("scheme", ["fedit", "ffa"])
+def test_any_arrival_order_gives_a_bit_identical_aggregate(scheme: str) -> None:
+    updates = _updates(shared_a=True)
+    reference = aggregate(updates, scheme)  # type: ignore[arg-type]
+    for order in itertools.permutations(updates):
+        result = aggregate(list(order), scheme)  # type: ignore[arg-type]
+        for name, tensor in reference.tensors.items():
+            assert result.tensors[name].numpy().tobytes() == tensor.numpy().tobytes()
+
+
+def test_fedit_is_the_weighted_mean_of_each_factor() -> None:
+    updates = _updates(shared_a=False)
+    result = aggregate(updates, "fedit")
+    total = sum(u.weight for u in updates)
+    for name in result.tensors:
+        expected = sum(u.state.tensors[name].double() * (u.weight / total) for u in updates)
+        assert torch.allclose(result.tensors[name].double(), expected, atol=1e-6)
+
+
+def test_ffa_is_exact_on_the_weight_deltas_and_fedit_is_not() -> None:
+    weights = [u.weight / sum(v.weight for v in _updates(True)) for u in _updates(True)]
+    shared = _updates(shared_a=True)
+    exact = deltas(aggregate(shared, "ffa"))
+    for module, delta in exact.items():
+        mean = sum(deltas(u.state)[module] * w for u, w in zip(shared, weights, strict=True))
+        assert torch.allclose(delta, mean, atol=1e-5)
+    independent = _updates(shared_a=False)
+    inexact = deltas(aggregate(independent, "fedit"))
+    for module, delta in inexact.items():
+        mean = sum(deltas(u.state)[module] * w for u, w in zip(independent, weights, strict=True))
+        assert float((delta - mean).abs().max()) > 0.1
+
+
+def test_ffa_rejects_updates_with_different_a() -> None:
+    with pytest.raises(AggregationError, match=r"update cid-1: .*lora_A.* differs from the shared frozen A"):
+        aggregate(_updates(shared_a=False), "ffa")
+
+
+def test_single_update_is_returned_unchanged() -> None:
+    only = _updates(shared_a=True, n=1)
+    result = aggregate(only, "fedit")
+    for name, tensor in only[0].state.tensors.items():
+        assert torch.equal(result.tensors[name], tensor)
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    updates = _updates(shared_a=True, n=3)
+    with pytest.raises(AggregationError, match="no updates"):
+        aggregate([], "ffa")
+    with pytest.raises(AggregationError, match="cid-0 appears twice"):
+        aggregate([updates[0], updates[0]], "ffa")
+    zero = [WeightedUpdate(u.key, u.state, 0.0) for u in updates]
+    with pytest.raises(AggregationError, match="sum to zero"):
+        aggregate(zero, "ffa")
+    other = AdapterState(
+        LoraSpec(rank=4, alpha=4, target_modules=("q_proj", "v_proj")), updates[1].state.tensors
+    )
+    with pytest.raises(AggregationError, match="cid-x: LoRA settings"):
+        aggregate([updates[0], WeightedUpdate("cid-x", other, 1.0)], "ffa")
+    fewer = AdapterState(SPEC, dict(list(updates[1].state.tensors.items())[:2]))
+    with pytest.raises(AggregationError, match="cid-y: its tensors"):
+        aggregate([updates[0], WeightedUpdate("cid-y", fewer, 1.0)], "ffa")
+    with pytest.raises(AggregationError, match="unknown aggregation scheme"):
+        aggregate(updates, "median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="weight must be finite"):
+        WeightedUpdate("k", updates[0].state, math.nan)
+
+
+def test_normalised_weights_sum_to_one_in_any_order() -> None:
+    updates = _updates(shared_a=True)
+    weights = normalised_weights(updates)
+    assert math.isclose(sum(weights), 1.0)
+    assert normalised_weights(updates[::-1]) == weights[::-1]
+
+
+def test_staleness_weight() -> None:
+    assert staleness_weight(100, 0) == 100.0
+    assert staleness_weight(100, 3) == pytest.approx(50.0)  # (1 + 3) ** -0.5
+    assert staleness_weight(100, 3, exponent=1.0) == pytest.approx(25.0)
+    assert staleness_weight(100, 5, max_staleness=4) == 0.0
+    values = [staleness_weight(10, s) for s in range(6)]
+    assert values == sorted(values, reverse=True)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        staleness_weight(10, -1)
