@@ -80,13 +80,16 @@ def start_anvil(
     port: int | None = None,
     block_time: float | None = None,
     log_file: Path | None = None,
+    persist: bool = False,
 ) -> DevnetInfo:
-    """Start Anvil on a free loopback port, persisting chain state under `state_dir`."""
+    """Start Anvil on a free loopback port; with `persist`, chain state is saved under `state_dir`
+    (every few seconds and on exit) so a restarted devnet keeps its history."""
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     state_file = state_dir / "anvil-state.json"
     cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port), "--silent"]
-    cmd += ["--state", str(state_file), "--state-interval", "1"]
+    if persist:
+        cmd += ["--state", str(state_file), "--state-interval", "5"]
     if block_time:
         cmd += ["--block-time", str(block_time)]
     log = open(log_file or state_dir / "anvil.log", "ab")  # noqa: SIM115 - owned by the child

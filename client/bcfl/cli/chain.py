@@ -39,7 +39,7 @@ def devnet_up(
     if existing and devnet.pid_alive(existing.pid) and devnet.rpc_alive(existing.rpc_url):
         err_console.print(f"devnet already running at {existing.rpc_url} (pid {existing.pid})")
     else:
-        info = devnet.start_anvil(state_dir, block_time=block_time)
+        info = devnet.start_anvil(state_dir, block_time=block_time, persist=True)
         devnet.save_record(state_dir, info)
         err_console.print(f"anvil up at {info.rpc_url} (pid {info.pid}, state {info.state_file})")
     if ipfs:
