@@ -23,6 +23,11 @@ Three bounds, each valid for every plan, including fluid (byte-level cut-through
    time T it has uploaded at most C_out(u) * max(0, T - t_u). The smallest T at which
    sum_u C_out(u) * max(0, T - t_u) reaches sum_v N_v is a bound (the left side only grows).
 
+4. Max-flow (small graphs only, `MAXFLOW_WORK`). Bytes reach v from s_o at a rate of at most
+   the maximum s_o -> v flow F(v) with edge capacities min(bandwidth(u, w), up(u), down(w)) (each
+   a true cap on that edge's rate, so F(v) is at least the real max flow): T >= a_v(o) + size(o) / F(v)
+   + l_v, with a_v(o) and l_v as in 2. This is what catches a narrow link in the middle of a path.
+
 The reported bound is the largest of them; each part is kept so a report can say which binds.
 """
 
@@ -37,16 +42,20 @@ from bcfl.network.plan import PlanError, Problem
 from bcfl.network.topology import Topology
 
 
+MAXFLOW_WORK = 100_000  # receivers x edges above which the per-receiver max-flows are skipped
+
+
 @dataclass(frozen=True)
 class Bound:
     value: float
     source: float
     receiver: float
     cut: float
+    flow: float = 0.0
 
     @property
     def binding(self) -> str:
-        parts = {"source": self.source, "receiver": self.receiver, "cut": self.cut}
+        parts = {"source": self.source, "receiver": self.receiver, "cut": self.cut, "flow": self.flow}
         return max(parts, key=lambda k: parts[k])
 
 
@@ -86,6 +95,13 @@ def lower_bound(topo: Topology, problem: Problem) -> Bound:
             raise PlanError(f"source {s} has no outgoing capacity in the {topo.kind} topology")
         source_bound = max(source_bound, sent / cap + min(lats))
 
+    flow_graph: nx.DiGraph | None = None
+    if len(problem.receivers) * topo.graph.number_of_edges() <= MAXFLOW_WORK:
+        flow_graph = nx.DiGraph()
+        for u, w in topo.graph.edges:
+            flow_graph.add_edge(u, w, capacity=min(topo.bandwidth(u, w), topo.up(u), topo.down(w)))
+    flow_bound = 0.0
+
     # 2. receiver: a byte reaches v no earlier than its sender u held anything, plus the edge latency
     receiver_bound = 0.0
     total_needed = 0
@@ -106,6 +122,10 @@ def lower_bound(topo: Topology, problem: Problem) -> Bound:
                 raise PlanError(f"receiver {v} cannot be reached from source {spec.source}")
             arrivals.append(first)
             receiver_bound = max(receiver_bound, first + spec.size / cap)
+            if flow_graph is not None:
+                flow = nx.maximum_flow_value(flow_graph, spec.source, v)
+                if flow > 0:
+                    flow_bound = max(flow_bound, first + spec.size / flow)
         n_bytes = sum(problem.objects[o].size for o in needed)
         total_needed += n_bytes
         receiver_bound = max(receiver_bound, min(arrivals) + n_bytes / cap)
@@ -130,4 +150,5 @@ def lower_bound(topo: Topology, problem: Problem) -> Bound:
             if rate > 0 and volume + rate * (next_t - t) >= total_needed:
                 cut_bound = t + (total_needed - volume) / rate
                 break
-    return Bound(max(source_bound, receiver_bound, cut_bound), source_bound, receiver_bound, cut_bound)
+    value = max(source_bound, receiver_bound, cut_bound, flow_bound)
+    return Bound(value, source_bound, receiver_bound, cut_bound, flow_bound)

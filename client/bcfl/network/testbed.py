@@ -107,6 +107,8 @@ def _rate(bytes_per_s: float) -> str:
 class Testbed:
     """`len(ups)` hosts on one shaped switch; use as a context manager."""
 
+    __test__ = False  # not a pytest test class despite its name
+
     def __init__(self, ups: Sequence[float], downs: Sequence[float]) -> None:
         if len(ups) != len(downs) or not 1 <= len(ups) <= 250:
             raise TestbedError(
