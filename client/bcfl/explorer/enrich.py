@@ -9,6 +9,7 @@ when that module is absent or no storage is configured, the verdict says so.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import threading
@@ -183,7 +184,10 @@ class Enricher:
         if self.federation is None:
             return AuditVerdict("pending", "waiting for the chain", at=time.time())
         try:
-            result = self._audit_fn(self.federation, self.storage, round_id, timeout=self.timeout)
+            kwargs = (
+                {"timeout": self.timeout} if "timeout" in inspect.signature(self._audit_fn).parameters else {}
+            )
+            result = self._audit_fn(self.federation, self.storage, round_id, **kwargs)
         except Exception as exc:
             what = str(exc) if isinstance(exc, BcflError) else f"{type(exc).__name__}: {exc}"
             return AuditVerdict(

@@ -17,6 +17,7 @@ import hashlib
 import json
 import random
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,9 @@ from web3 import Web3
 
 from bcfl.chain.federation import Federation, RoundStatus
 from bcfl.chain.merkle import ScoreLeaf, included_hash, merkle_proof, merkle_root
+from bcfl.chain.reverts import default_decoder
 from bcfl.errors import BcflError
-from bcfl.explorer.rpc import RpcClient
+from bcfl.explorer.rpc import RpcClient, RpcError
 from bcfl.storage.base import Storage
 
 PPM = 1_000_000
@@ -60,7 +62,10 @@ class FastSender:
         self.contract = fed.contract
         self.address = fed.address
         self.chain_id = int(w3.eth.chain_id)
-        self.gas_price = int(w3.eth.gas_price) * 2 + 10**9
+        # From the base fee, not eth_gasPrice: Anvil derives that from recent prices paid, so
+        # paying a multiple of it makes it climb round after round.
+        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        self.gas_price = 2 * base_fee + 10**9
         self._nonces: dict[str, int] = {}
         self.sent: list[tuple[str, str]] = []  # (tx hash, what)
 
@@ -87,17 +92,49 @@ class FastSender:
     def check(self) -> None:
         """Every transaction sent since the last check was mined and succeeded."""
         sent, self.sent = self.sent, []
-        receipts = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in sent])
+        # Anvil's automine mines just after answering the send, so the last receipts may lag.
+        deadline = time.monotonic() + 30
+        while True:
+            receipts = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in sent])
+            if all(r is not None for r in receipts) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         for (h, what), receipt in zip(sent, receipts, strict=True):
-            if receipt is None or int(str(receipt["status"]), 16) != 1:
-                raise FillError(f"transaction {h} ({what}) failed or was not mined")
+            if receipt is None:
+                raise FillError(f"transaction {h} ({what}) was not mined")
+            if int(str(receipt["status"]), 16) != 1:
+                raise FillError(
+                    f"transaction {h} ({what}) failed: {self._why(h, int(str(receipt['blockNumber']), 16))}"
+                )
+
+    def _why(self, tx_hash: str, block: int) -> str:
+        tx = self.rpc.call("eth_getTransactionByHash", [tx_hash])
+        call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
+        try:
+            self.rpc.call("eth_call", [call, hex(block - 1)])
+        except RpcError as exc:
+            if exc.data and exc.data.startswith("0x"):
+                return str(default_decoder().decode(bytes.fromhex(exc.data[2:])))
+            return str(exc)
+        return "it succeeds when replayed on the parent block"
 
 
-def vote_file(round_id: int, voter: str, values: dict[str, tuple[float, float]], cids: dict[str, str],
-              base_accuracy: float) -> bytes:
+def vote_file(
+    round_id: int,
+    voter: str,
+    values: dict[str, tuple[float, float]],
+    cids: dict[str, str],
+    base_accuracy: float,
+) -> bytes:
     """A vote file in the canonical format of `bcfl.trust.votes` (sorted keys, no whitespace)."""
     votes = [
-        {"peer": p, "cid": cids[p], "value": round(v, 6), "loss": round(2.0 - acc, 6), "accuracy": round(acc, 6)}
+        {
+            "peer": p,
+            "cid": cids[p],
+            "value": round(v, 6),
+            "loss": round(2.0 - acc, 6),
+            "accuracy": round(acc, 6),
+        }
         for p, (v, acc) in sorted(values.items(), key=lambda kv: kv[0].lower())
     ]
     doc = {
@@ -172,7 +209,7 @@ def fill_rounds(
             _advance(sender.rpc, 20)
         scores = {p: int(statistics.fmean(v) * PPM) if v else 0 for p, v in received.items()}
         leaves = [ScoreLeaf(rid, p, s, s >= threshold) for p, s in scores.items()]
-        included = [a.address for a in peers if scores[a.address] >= threshold]
+        included: list[str] = [str(a.address) for a in peers if scores[a.address] >= threshold]
         inc_hash = included_hash([(p, update_cids[p]) for p in included])
         agg_bytes = json.dumps({"round": rid, "included": included}, sort_keys=True).encode()
         agg_cid = storage.put(agg_bytes)

@@ -298,13 +298,13 @@ class ChainIndex:
                     sub.reason = self._reason(sub)
 
     def _reason(self, sub: SubmissionView) -> str:
-        threshold = self.meta.score_threshold if self.meta else 0
+        threshold = f"threshold {(self.meta.score_threshold if self.meta else 0) / PPM:.3f}"
         score = f"score {sub.score / PPM:.3f}" if sub.score is not None else "no score"
         if sub.included:
-            return f"included: {score} at or above the threshold {threshold / PPM:.3f}"
-        if sub.score is not None and sub.score < threshold:
-            return f"excluded: {score} below the threshold {threshold / PPM:.3f}"
-        return f"excluded by the gate ({score}, reputation {sub.reputation / PPM:.3f} at submission)"
+            return f"included: {score} ≥ {threshold}"
+        if sub.score is not None and self.meta is not None and sub.score < self.meta.score_threshold:
+            return f"excluded: {score} below {threshold}"
+        return f"excluded by the gate: {score}, reputation {sub.reputation / PPM:.3f} at submission"
 
     # -- storage-derived data -----------------------------------------------------------------
 

@@ -86,12 +86,18 @@ def round_link(n: int | None) -> str:
     return link(f"/round/{n}", f"round {n}", cls="round") if n is not None else ""
 
 
-def cid_text(cid: str | None) -> str:
-    return (
-        f'<span class="mono cid" title="{_e(cid)}">{_e(cid)}</span>'
-        if cid
-        else '<span class="muted">—</span>'
-    )
+def cid_text(cid: str | None, *, keep: int = 0) -> str:
+    """A CID (shortened to `keep` leading characters in tables; the full CID is its title)."""
+    if not cid:
+        return '<span class="muted">—</span>'
+    return f'<span class="mono cid" title="{_e(cid)}">{_e(short(cid, keep) if keep else cid)}</span>'
+
+
+def long_text(text: str, limit: int = 240) -> str:
+    """Text that may be long (an audit detail listing every CID): the start, the rest on demand."""
+    if len(text) <= limit:
+        return _e(text)
+    return f"<details><summary>{_e(text[:limit])}…</summary>{_e(text)}</details>"
 
 
 def badge(status: str, text: str | None = None) -> str:
@@ -230,7 +236,7 @@ def index_page(status: dict[str, Any], rounds: dict[str, Any], chart: dict[str, 
                 str(r["votes"]),
                 str(r["attestations"]),
                 f"{r['included']} / {r['excluded']}",
-                cid_text(short(r["aggregate_cid"], 12)) if r["aggregate_cid"] else "",
+                cid_text(r["aggregate_cid"], keep=12),
                 frac(r["base_accuracy"]),
                 secs(r["duration"]),
                 f"{r['gas_total']:,}",
@@ -347,7 +353,8 @@ def round_page(status: dict[str, Any], r: dict[str, Any]) -> str:
         ]
     )
     audit_html = (
-        f'<div id="audit">{badge(audit["status"], "audit: " + audit["status"])} {_e(audit["detail"])}</div>'
+        f'<div id="audit">{badge(audit["status"], "audit: " + audit["status"])} '
+        f"{long_text(audit['detail'])}</div>"
         + (
             table(
                 ["check", "result", "detail"],
@@ -358,7 +365,7 @@ def round_page(status: dict[str, Any], r: dict[str, Any]) -> str:
                             {True: "ok", False: "fail", None: "pending"}[c["ok"]],
                             {True: "ok", False: "FAIL", None: "n/a"}[c["ok"]],
                         ),
-                        _e(c["detail"]),
+                        long_text(c["detail"]),
                     ]
                     for c in audit["checks"]
                 ],
@@ -371,7 +378,7 @@ def round_page(status: dict[str, Any], r: dict[str, Any]) -> str:
     subs = [
         [
             peer_link(s["peer"]),
-            cid_text(s["cid"]),
+            cid_text(s["cid"], keep=14),
             f'<span class="mono" title="{_e(s["digest"])}">{_e(short(s["digest"], 8))}</span>',
             str(s["samples"]),
             str(s["trained_from"]),
@@ -392,7 +399,7 @@ def round_page(status: dict[str, Any], r: dict[str, Any]) -> str:
     votes = [
         [
             peer_link(v["voter"]),
-            cid_text(v["cid"]),
+            cid_text(v["cid"], keep=14),
             ppm(v["reputation"]),
             wei(v["bond"]),
             frac(v["base_accuracy"]),
@@ -414,7 +421,7 @@ def round_page(status: dict[str, Any], r: dict[str, Any]) -> str:
             peer_link(a["attester"]),
             _e(a["function"]),
             f'<span class="mono" title="{_e(a["proposal"])}">{_e(short(a["proposal"], 8))}</span>',
-            cid_text(a["aggregate_cid"]),
+            cid_text(a["aggregate_cid"], keep=14),
             "finalising" if a["finalising"] else "",
             when(a["timestamp"]),
             f"{a['gas_used']:,}",
@@ -496,7 +503,7 @@ def peer_page(status: dict[str, Any], p: dict[str, Any]) -> str:
         [
             round_link(h["round"]),
             badge(h["status"]),
-            cid_text(h["cid"]),
+            cid_text(h["cid"], keep=14),
             str(h["samples"]),
             str(h["staleness"]),
             ppm(h["score"]),
