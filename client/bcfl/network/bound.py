@@ -41,7 +41,6 @@ import networkx as nx
 from bcfl.network.plan import PlanError, Problem
 from bcfl.network.topology import Topology
 
-
 MAXFLOW_WORK = 100_000  # receivers x edges above which the per-receiver max-flows are skipped
 
 
