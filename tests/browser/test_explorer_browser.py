@@ -16,7 +16,7 @@ from web3 import Web3
 from bcfl.chain.devnet import DevnetInfo
 from bcfl.explorer.app import Explorer, ExplorerConfig
 from tests.browser.browser import chromium, full_page_png
-from tests.integration.explorer_fixtures import Devnet, build_federation
+from tests.integration.test_explorer_support import Devnet, build_federation
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -20,7 +20,7 @@ from bcfl.explorer.filler import fill_rounds
 from bcfl.explorer.index import ChainIndex, IndexStore, record_meta
 from bcfl.storage import cid_of_bytes
 from tests.conftest import funded_accounts
-from tests.integration.explorer_fixtures import (
+from tests.integration.test_explorer_support import (
     THRESHOLD,
     Devnet,
     build_federation,

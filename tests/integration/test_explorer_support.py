@@ -1,4 +1,5 @@
-"""Shared by the explorer's integration and browser tests: a devnet federation with finished rounds."""
+"""Support for the explorer's integration and browser tests (no tests in this file):
+a devnet federation with finished rounds, and HTTP helpers."""
 
 from __future__ import annotations
 

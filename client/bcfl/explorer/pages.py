@@ -202,7 +202,7 @@ def _reputation_chart(chart: dict[str, Any], *, title: str, single: bool = False
     if chart.get("base_accuracy"):
         series.append(
             Series(
-                "base model accuracy (voters' mean)",
+                "base model accuracy",
                 [(float(x), float(y)) for x, y in chart["base_accuracy"]],
                 color="#111",
                 width=2.5,
@@ -212,7 +212,7 @@ def _reputation_chart(chart: dict[str, Any], *, title: str, single: bool = False
     if chart.get("update_accuracy"):
         series.append(
             Series(
-                "accuracy of its updates (voters' mean)",
+                "accuracy of its updates",
                 [(float(x), float(y)) for x, y in chart["update_accuracy"]],
                 color="#111",
                 width=2,

@@ -95,7 +95,8 @@ def line_chart(
         color = s.color or PALETTE[series.index(s) % len(PALETTE)]
         lx = left + 8 + (i % 4) * (plot_w / 4)
         ly = top + 8 + (i // 4) * 14
-        label = s.name if len(s.name) <= 24 else s.name[:10] + "…" + s.name[-6:]
+        # Addresses are shortened; other names are kept whole (keep them short).
+        label = s.name[:10] + "…" + s.name[-6:] if s.name.startswith("0x") and len(s.name) > 24 else s.name
         parts.append(
             f'<rect x="{lx:.1f}" y="{ly - 7:.1f}" width="10" height="3" fill="{color}"/>'
             f'<text x="{lx + 14:.1f}" y="{ly:.1f}" class="legend">{escape(label)}</text>'
