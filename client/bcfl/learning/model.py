@@ -64,6 +64,9 @@ class TinyConfig:
     heads: int = 4
     kv_heads: int = 2
     max_positions: int = 1024
+    # Larger than Llama's 0.02: the final RMSNorm bounds the hidden state, so with tiny
+    # embeddings a frozen random model could never give a confident label, whatever LoRA learns.
+    init_std: float = 0.1
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.heads or self.heads % self.kv_heads:
@@ -237,6 +240,7 @@ def build_tiny(config: TinyConfig, *, seed: int = 0) -> BaseModel:
         num_key_value_heads=config.kv_heads,
         max_position_embeddings=config.max_positions,
         tie_word_embeddings=True,
+        initializer_range=config.init_std,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

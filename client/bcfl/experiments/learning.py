@@ -1,0 +1,450 @@
+"""Learning experiment: zero-shot, centralised LoRA, federated FedIT vs exact, compression, cost.
+
+    python -m bcfl.experiments.learning --out results/learning [--quick] [--seed 0]
+    python -m bcfl.experiments.learning probe --model smollm2 --mode bcfl --steps 4
+
+Every accuracy is measured on the project's own leak-free test split (pooled, de-duplicated,
+stratified; see bcfl.learning.data), never on the original test file. Federated and
+centralised training use the same total number of optimiser steps (peers x rounds x local
+steps == centralised steps) on the same training split, model, LoRA settings and learning rate.
+Peak RSS and throughput are measured in fresh subprocesses, ours against a bare torch + peft
+loop (full logits, HF's own loss) on the same batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bcfl.experiments.results import ResultLog, markdown_table
+from bcfl.learning.adapter import AdapterState, LoraSpec, applied, init_adapter
+from bcfl.learning.aggregate import WeightedUpdate, aggregate
+from bcfl.learning.compress import CompressionConfig, report
+from bcfl.learning.data import Example, SplitConfig, load_splits
+from bcfl.learning.evaluate import EvalResult, evaluate
+from bcfl.learning.model import BaseModel, load_base
+from bcfl.learning.partition import PartitionConfig, partition, summary_table
+from bcfl.learning.task import TaskConfig, training_batch
+from bcfl.learning.train import LoraScheme, TrainConfig, batch_schedule, train
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One experiment's budget. Centralised steps == peers x rounds x local_steps."""
+
+    model: str
+    peers: int
+    rounds: int
+    local_steps: int
+    batch_size: int
+    learning_rate: float
+    max_text_tokens: int
+    eval_examples: int
+    round_eval_examples: int  # per-round curve (0: final evaluation only)
+    probe_steps: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.peers * self.rounds * self.local_steps
+
+
+QUICK = Setup(
+    "tiny",
+    peers=10,
+    rounds=8,
+    local_steps=5,
+    batch_size=8,
+    learning_rate=1e-2,
+    max_text_tokens=64,
+    eval_examples=300,
+    round_eval_examples=100,
+    probe_steps=20,
+)
+FULL = Setup(
+    "smollm2",
+    peers=10,
+    rounds=3,
+    local_steps=5,
+    batch_size=8,
+    learning_rate=2e-4,
+    max_text_tokens=96,
+    eval_examples=200,
+    round_eval_examples=0,
+    probe_steps=6,
+)
+
+
+def _train_cfg(setup: Setup, scheme: LoraScheme, steps: int, seed: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps,
+        batch_size=setup.batch_size,
+        learning_rate=setup.learning_rate,
+        lora=LoraSpec(rank=8, alpha=16),
+        scheme=scheme,
+        task=TaskConfig(setup.max_text_tokens),
+        seed=seed,
+        init_seed=0,
+        threads=1,
+        progress=False,
+    )
+
+
+def _eval(
+    base: BaseModel, state: AdapterState | None, test: Sequence[Example], n: int, setup: Setup
+) -> EvalResult:
+    return evaluate(base, state, test, max_examples=n, batch=4, task=TaskConfig(setup.max_text_tokens))
+
+
+@dataclass(frozen=True)
+class FederatedRun:
+    state: AdapterState
+    curve: list[tuple[int, float]]  # (round, accuracy on the round-eval subset)
+    wire_bytes_per_update: float
+    raw_bytes_per_update: float
+    train_seconds: float
+
+
+def federated(
+    base: BaseModel,
+    shards: Sequence[Any],
+    test: Sequence[Example],
+    setup: Setup,
+    scheme: LoraScheme,
+    seed: int,
+    compression: CompressionConfig | None = None,
+) -> FederatedRun:
+    """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
+    (compressed on the wire if asked) are aggregated weighted by shard size."""
+    spec = LoraSpec(rank=8, alpha=16)
+    global_state = init_adapter(base, spec, seed=0)
+    curve: list[tuple[int, float]] = []
+    wire: list[int] = []
+    raw: list[int] = []
+    seconds = 0.0
+    for rnd in range(setup.rounds):
+        updates = []
+        for shard in shards:
+            cfg = _train_cfg(setup, scheme, setup.local_steps, seed=seed * 100_000 + rnd * 1000 + shard.peer)
+            result = train(base, global_state, shard.train, cfg)
+            seconds += result.seconds
+            state = result.state
+            if compression is not None:
+                rep, state = report(result.state, global_state, compression)
+                wire.append(rep.wire_bytes)
+                raw.append(rep.raw_bytes)
+            updates.append(WeightedUpdate(f"peer-{shard.peer:03d}", state, float(len(shard.train))))
+        global_state = aggregate(updates, scheme)
+        if setup.round_eval_examples:
+            acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
+            curve.append((rnd + 1, acc))
+    return FederatedRun(global_state, curve, _mean(wire), _mean(raw), seconds)
+
+
+def _mean(xs: Sequence[int]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
+    """Run the whole experiment and write results.jsonl, table.md and PNG plots to `out_dir`."""
+    torch.set_num_threads(1)
+    setup = QUICK if quick else FULL
+    command = f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}" + (
+        " --quick" if quick else ""
+    )
+    log = ResultLog(out_dir, command=command)
+    started = time.monotonic()
+    base = load_base(setup.model)
+    splits = load_splits(SplitConfig(seed=seed))
+    test = splits.test
+    n_eval = min(setup.eval_examples, len(test))
+    shards = partition(
+        splits.train, PartitionConfig(peers=setup.peers, scheme="dirichlet", alpha=0.5, seed=seed)
+    )
+    common = {
+        "model": base.name,
+        "model_id": base.model_id,
+        "seed": seed,
+        "setup": asdict(setup),
+        "eval_examples": n_eval,
+        "split": "pooled de-duplicated stratified 70/10/20 (leak-free), test",
+    }
+    rows: list[list[Any]] = []
+
+    def record(name: str, result: EvalResult, **extra: Any) -> None:
+        log.append(
+            {
+                "kind": "learning",
+                "method": name,
+                **common,
+                "accuracy": result.accuracy,
+                "any_label_accuracy": result.any_label_accuracy,
+                "mean_loss": result.mean_loss,
+                **extra,
+            }
+        )
+        rows.append(
+            [
+                name,
+                f"{result.accuracy:.3f}",
+                f"{result.any_label_accuracy:.3f}",
+                f"{result.mean_loss:.3f}",
+                extra.get("steps", 0),
+                extra.get("wire_bytes", ""),
+            ]
+        )
+        print(f"[{time.monotonic() - started:7.1f}s] {name}: accuracy {result.accuracy:.3f}", file=sys.stderr)
+
+    majority = max(range(len(splits.label_names)), key=lambda c: sum(e.label == c for e in splits.train))
+    always = sum(e.label == majority for e in test[:n_eval]) / n_eval
+    log.append({"kind": "learning", "method": "always-majority", **common, "accuracy": always})
+    rows.append(["always " + splits.label_names[majority], f"{always:.3f}", "", "", 0, ""])
+
+    record("zero-shot", _eval(base, None, test, n_eval, setup))
+    central = train(base, None, splits.train, _train_cfg(setup, "fedit", setup.total_steps, seed))
+    record(
+        "centralised LoRA (A+B)",
+        _eval(base, central.state, test, n_eval, setup),
+        steps=setup.total_steps,
+        train_seconds=central.seconds,
+    )
+    central_ffa = train(base, None, splits.train, _train_cfg(setup, "ffa", setup.total_steps, seed))
+    record(
+        "centralised LoRA (B only)",
+        _eval(base, central_ffa.state, test, n_eval, setup),
+        steps=setup.total_steps,
+        train_seconds=central_ffa.seconds,
+    )
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+    compression_rows: list[tuple[str, float, float]] = []
+    runs: list[tuple[str, LoraScheme, CompressionConfig | None]] = [
+        ("federated FedIT", "fedit", None),
+        ("federated exact (FFA)", "ffa", CompressionConfig("none")),
+        ("federated exact + int8", "ffa", CompressionConfig("int8")),
+        ("federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
+    ]
+    for name, scheme, comp in runs:
+        fed = federated(base, shards, test, setup, scheme, seed, comp)
+        result = _eval(base, fed.state, test, n_eval, setup)
+        extra: dict[str, Any] = {
+            "steps": setup.total_steps,
+            "train_seconds": fed.train_seconds,
+            "curve": fed.curve,
+        }
+        if comp is not None:
+            extra |= {
+                "wire_bytes": round(fed.wire_bytes_per_update),
+                "fp32_adapter_bytes": fed.raw_bytes_per_update,
+                "compression": comp.method,
+            }
+            compression_rows.append((comp.method, fed.wire_bytes_per_update, result.accuracy))
+        record(name, result, **extra)
+        curves[name] = fed.curve
+
+    probes = [probe_subprocess(setup.model, mode, setup, seed) for mode in ("bcfl", "bare")]
+    for p in probes:
+        log.append({"kind": "learning-cost", **common, **p})
+
+    table = markdown_table(
+        ["method", "accuracy", "any-label acc.", "true-label loss", "total steps", "bytes per update"], rows
+    )
+    cost = markdown_table(
+        ["training loop", "tokens/s", "peak RSS (MiB)", "steps", "batch"],
+        [
+            [
+                p["mode"],
+                f"{p['tokens_per_second']:.0f}",
+                f"{p['peak_rss_mib']:.0f}",
+                p["steps"],
+                p["batch_size"],
+            ]
+            for p in probes
+        ],
+    )
+    header = (
+        f"Command: `{command}`\n\nModel {base.name} (`{base.model_id}`), seed {seed}, one run (no repeats). "
+        f"Test: first {n_eval} examples of the leak-free test split. "
+        f"{setup.peers} peers, Dirichlet alpha 0.5, "
+        f"{setup.rounds} rounds x {setup.local_steps} local steps; centralised {setup.total_steps} steps "
+        f"(same total). Batch {setup.batch_size}, lr {setup.learning_rate}, LoRA r=8 alpha=16 on q/k/v/o.\n\n"
+    )
+    partition_md = summary_table(shards, splits.label_names)
+    (out_dir / "table.md").write_text(
+        header + table + "\n" + cost + "\nPartition:\n\n" + partition_md, encoding="utf-8"
+    )
+    _plots(out_dir, rows, curves, compression_rows)
+    print(header + table + "\n" + cost, file=sys.stderr)
+
+
+def _plots(
+    out_dir: Path,
+    rows: list[list[Any]],
+    curves: dict[str, list[tuple[int, float]]],
+    compression_rows: list[tuple[str, float, float]],
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh([str(r[0]) for r in rows], [float(r[1]) for r in rows])
+    ax.set_xlabel("test accuracy (leak-free split)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "accuracy.png", dpi=120)
+    plt.close(fig)
+    if any(curves.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, curve in curves.items():
+            if curve:
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=name)
+        ax.set_xlabel("round")
+        ax.set_ylabel("accuracy (round-eval subset)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "rounds.png", dpi=120)
+        plt.close(fig)
+    if compression_rows:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for method, wire, acc in compression_rows:
+            ax.scatter([wire / 1024], [acc])
+            ax.annotate(method, (wire / 1024, acc))
+        ax.set_xlabel("KiB per update on the wire")
+        ax.set_ylabel("test accuracy")
+        fig.tight_layout()
+        fig.savefig(out_dir / "compression.png", dpi=120)
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------ cost probes (own process)
+
+
+def probe_subprocess(model: str, mode: str, setup: Setup, seed: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bcfl.experiments.learning",
+        "probe",
+        "--model",
+        model,
+        "--mode",
+        mode,
+        "--steps",
+        str(setup.probe_steps),
+        "--batch-size",
+        str(setup.batch_size),
+        "--max-text-tokens",
+        str(setup.max_text_tokens),
+        "--seed",
+        str(seed),
+    ]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def probe(
+    model: str, mode: str, steps: int, batch_size: int, max_text_tokens: int, seed: int
+) -> dict[str, Any]:
+    """Train `steps` steps in this process and report throughput (excluding the first, warm-up
+    step) and peak RSS. mode "bcfl": our train(); "bare": get_peft_model + HF's full-logits loss."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    base = load_base(model)
+    load_s = time.perf_counter() - t0
+    splits = load_splits(SplitConfig(seed=seed))
+    setup = replace(
+        QUICK,
+        model=model,
+        batch_size=batch_size,
+        max_text_tokens=max_text_tokens,
+        learning_rate=2e-4 if model != "tiny" else 1e-2,
+    )
+    cfg = _train_cfg(setup, "fedit", steps, seed)
+    step_s: list[float] = []
+    tokens: list[int] = []
+    if mode == "bcfl":
+        warm = train(base, None, splits.train, replace(cfg, steps=1))  # warm-up, left out below
+        timed = train(base, None, splits.train, replace(cfg, steps=steps - 1, seed=seed + 1))
+        step_s = [warm.seconds, timed.seconds]
+        tokens = [warm.tokens, timed.tokens]
+    elif mode == "bare":
+        schedule = batch_schedule(len(splits.train), steps, batch_size, seed)
+        from bcfl.learning.data import label_names
+
+        with applied(base, init_adapter(base, cfg.lora, 0)) as model_:
+            params = [p for n, p in model_.named_parameters() if "lora_" in n]
+            for p in params:
+                p.requires_grad_(True)
+            model_.train()
+            opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
+            for indices in schedule:
+                started = time.perf_counter()  # batch building included, as in train()
+                batch = training_batch(
+                    base.tokenizer, [splits.train[i] for i in indices], label_names(), cfg.task
+                )
+                labels = torch.full_like(batch.input_ids, -100)
+                labels[batch.rows, batch.positions + 1] = batch.targets
+                loss = model_(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels
+                ).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step_s.append(time.perf_counter() - started)
+                tokens.append(batch.tokens)
+    else:
+        raise ValueError(f"unknown probe mode {mode!r}")
+    timed_s, timed_tokens = sum(step_s[1:]) or sum(step_s), sum(tokens[1:]) or sum(tokens)
+    return {
+        "mode": mode,
+        "model": model,
+        "steps": steps,
+        "batch_size": batch_size,
+        "max_text_tokens": max_text_tokens,
+        "seconds_per_step": timed_s / max(1, steps - 1),
+        "tokens_per_second": timed_tokens / timed_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_seconds": load_s,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["probe"]:
+        parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.learning probe")
+        parser.add_argument("--model", default="tiny")
+        parser.add_argument("--mode", choices=("bcfl", "bare"), default="bcfl")
+        parser.add_argument("--steps", type=int, default=5)
+        parser.add_argument("--batch-size", type=int, default=8)
+        parser.add_argument("--max-text-tokens", type=int, default=96)
+        parser.add_argument("--seed", type=int, default=0)
+        p = parser.parse_args(args[1:])
+        print(
+            json.dumps(
+                probe(p.model, p.mode, p.steps, p.batch_size, p.max_text_tokens, p.seed), sort_keys=True
+            )
+        )
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.learning")
+    parser.add_argument("--out", type=Path, default=Path("results/learning"))
+    parser.add_argument("--quick", action="store_true", help="tiny random model; a few minutes")
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args(args)
+    run(a.out, quick=a.quick, seed=a.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
