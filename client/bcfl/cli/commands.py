@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import audit, bench, chain, demo, explorer, node, storage
+from bcfl.cli import audit, bench, chain, demo, explorer, learning, node, storage
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = [
     chain.register,
@@ -15,5 +15,6 @@ REGISTRARS: list[Callable[[typer.Typer], None]] = [
     audit.register,
     explorer.register,
     storage.register,
+    learning.register,
     bench.register,
 ]
