@@ -233,12 +233,15 @@ contract FederationRegistry {
     /// @param config The immutable configuration; see {Config}.
     ///
     /// Requirements: a non-empty genesis; an aggregator exactly in Server mode; durations and
-    /// quorums non-zero; basis points at most 10,000; parts per million at most 1,000,000.
+    /// quorums non-zero; basis points at most 10,000; parts per million at most 1,000,000; a
+    /// minimum bond that fits the bond field (uint80).
     constructor(string memory genesisCid_, bytes32 genesisDigest_, Config memory config) {
         if (bytes(genesisCid_).length == 0 || genesisDigest_ == bytes32(0)) revert FederationEmptyContent();
         if ((config.resultMode == ResultMode.Server) != (config.aggregator != address(0))) {
             revert FederationInvalidConfig("aggregator");
         }
+        // A minimum above what a peer's bond field holds would make every join revert.
+        if (config.minBond > type(uint80).max) revert FederationInvalidConfig("minBond");
         if (config.closingRule == ClosingRule.Asynchronous && config.asyncQuorum == 0) {
             revert FederationInvalidConfig("asyncQuorum");
         }

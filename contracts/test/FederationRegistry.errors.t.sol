@@ -124,6 +124,24 @@ contract ConfigErrorsTest is RegistryFixture {
         _tryDeploy(c);
     }
 
+    /// @dev A minimum bond that no bond field can hold would make joining impossible.
+    function test_RevertWhen_MinBondAboveBondField() public {
+        FederationRegistry.Config memory c = _config(_sync(), _serverless());
+        c.minBond = uint96(type(uint80).max) + 1;
+        _expectConfig("minBond");
+        _tryDeploy(c);
+    }
+
+    function test_AcceptsMinBondAtBondFieldMaximum() public {
+        FederationRegistry.Config memory c = _config(_sync(), _serverless());
+        c.minBond = type(uint80).max;
+        FederationRegistry r = new FederationRegistry(GENESIS_CID, GENESIS_DIGEST, c);
+        vm.deal(_peer(1), type(uint80).max);
+        vm.prank(_peer(1));
+        r.join{value: type(uint80).max}();
+        assertEq(r.activePeers(), 1, "the largest minimum bond can still be paid");
+    }
+
     /// @dev The boundaries themselves are valid: full weights, zero bond, everything at maximum.
     function test_AcceptsBoundaryConfig() public {
         FederationRegistry.Config memory c = _config(_async(), _server());
