@@ -31,7 +31,7 @@ def demo_spec(
         storage="ipfs" if ipfs else "embedded",
         local_steps=4,
         learning_rate=1e-2 if quick else 2e-3,
-        score_threshold=510_000,
+        score_threshold=450_000,
         batch_size=4,
         max_tokens=64 if quick else 96,
         eval_examples=8 if quick else 6,

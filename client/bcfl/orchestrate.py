@@ -48,7 +48,7 @@ class FederationSpec:
     round_duration: int = 600
     vote_duration: int = 120
     result_duration: int = 300
-    score_threshold: int = 300_000
+    score_threshold: int = 450_000
     rounds: int = 3
     storage: str = "embedded"  # or "ipfs": one js-ipfs daemon per peer
     local_steps: int = 4

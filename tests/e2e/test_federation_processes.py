@@ -30,7 +30,7 @@ def _spec(tmp_path: Path, **overrides: object) -> FederationSpec:
         round_duration=90,
         vote_duration=40,
         result_duration=90,
-        score_threshold=510_000,
+        score_threshold=450_000,
         local_steps=4,
         learning_rate=1e-2,
         max_tokens=64,

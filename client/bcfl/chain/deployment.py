@@ -162,7 +162,7 @@ class FederationSettings:
     quorum_bps: int = 5000
     reputation_weight_bps: int = 3000
     initial_reputation: int = 500_000
-    score_threshold: int = 300_000
+    score_threshold: int = 450_000
 
     def __post_init__(self) -> None:
         if self.closing_rule not in ("synchronous", "asynchronous"):
