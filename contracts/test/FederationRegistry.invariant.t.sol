@@ -142,7 +142,7 @@ abstract contract RegistryInvariants is RegistryFixture {
     }
 }
 
-/// forge-config: default.invariant.runs = 20
+/// forge-config: default.invariant.runs = 16
 /// forge-config: default.invariant.depth = 200
 /// forge-config: default.invariant.fail-on-revert = true
 contract AsyncServerlessInvariantTest is RegistryInvariants {
@@ -151,7 +151,7 @@ contract AsyncServerlessInvariantTest is RegistryInvariants {
     }
 }
 
-/// forge-config: default.invariant.runs = 20
+/// forge-config: default.invariant.runs = 16
 /// forge-config: default.invariant.depth = 200
 /// forge-config: default.invariant.fail-on-revert = true
 contract SyncServerlessInvariantTest is RegistryInvariants {
@@ -160,7 +160,7 @@ contract SyncServerlessInvariantTest is RegistryInvariants {
     }
 }
 
-/// forge-config: default.invariant.runs = 20
+/// forge-config: default.invariant.runs = 16
 /// forge-config: default.invariant.depth = 200
 /// forge-config: default.invariant.fail-on-revert = true
 contract SyncServerInvariantTest is RegistryInvariants {
