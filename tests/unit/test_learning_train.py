@@ -126,3 +126,12 @@ def test_evaluate_reports_accuracy_and_loss(tiny: BaseModel) -> None:
     assert plain.mean_loss > 0
     assert plain.predictions == same.predictions  # B = 0 changes nothing, whatever the batch size
     assert abs(plain.mean_loss - same.mean_loss) < 1e-6
+
+
+def test_checkpointing_gives_the_same_update(tiny: BaseModel) -> None:
+    shard = SPLITS.train[:16]
+    plain = train_update(tiny, None, shard, _cfg(scheme="fedit"))
+    saved = train_update(tiny, None, shard, _cfg(scheme="fedit", checkpointing=True))
+    for name, tensor in plain.tensors.items():
+        assert torch.allclose(saved.tensors[name], tensor, atol=1e-5)
+    assert not tiny.model.is_activation_checkpointing

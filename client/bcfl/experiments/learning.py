@@ -354,7 +354,13 @@ def probe_subprocess(model: str, mode: str, setup: Setup, seed: int) -> dict[str
 
 
 def probe(
-    model: str, mode: str, steps: int, batch_size: int, max_text_tokens: int, seed: int
+    model: str,
+    mode: str,
+    steps: int,
+    batch_size: int,
+    max_text_tokens: int,
+    seed: int,
+    checkpointing: bool = False,
 ) -> dict[str, Any]:
     """Train `steps` steps in this process and report throughput (excluding the first, warm-up
     step) and peak RSS. mode "bcfl": our train(); "bare": get_peft_model + HF's full-logits loss."""
@@ -370,7 +376,7 @@ def probe(
         max_text_tokens=max_text_tokens,
         learning_rate=2e-4 if model != "tiny" else 1e-2,
     )
-    cfg = _train_cfg(setup, "fedit", steps, seed)
+    cfg = replace(_train_cfg(setup, "fedit", steps, seed), checkpointing=checkpointing)
     step_s: list[float] = []
     tokens: list[int] = []
     if mode == "bcfl":
@@ -417,6 +423,7 @@ def probe(
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load_seconds": load_s,
         "threads": torch.get_num_threads(),
+        "checkpointing": checkpointing,
     }
 
 
@@ -430,12 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--batch-size", type=int, default=8)
         parser.add_argument("--max-text-tokens", type=int, default=96)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--checkpointing", action="store_true")
         p = parser.parse_args(args[1:])
-        print(
-            json.dumps(
-                probe(p.model, p.mode, p.steps, p.batch_size, p.max_text_tokens, p.seed), sort_keys=True
-            )
-        )
+        measured = probe(p.model, p.mode, p.steps, p.batch_size, p.max_text_tokens, p.seed, p.checkpointing)
+        print(json.dumps(measured, sort_keys=True))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.learning")
     parser.add_argument("--out", type=Path, default=Path("results/learning"))

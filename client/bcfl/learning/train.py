@@ -50,6 +50,9 @@ class TrainConfig:
     init_seed: int = 0  # the federation's shared initial A (used when no start adapter is given)
     threads: int | None = None  # torch intra-op threads (None: leave as is)
     progress: bool = True  # a progress bar on stderr
+    # Recompute each layer's activations in the backward pass instead of keeping them: about a
+    # third more compute, several times less activation memory (SmolLM2 fits a small peer).
+    checkpointing: bool = False
     label_names: tuple[str, ...] | None = None  # default: the shipped data set's 40 names
 
     def __post_init__(self) -> None:
@@ -111,6 +114,9 @@ def train(
             if trainable:
                 params.append(param)
         model.train()
+        lm = model.get_base_model()
+        if cfg.checkpointing:
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         bar = _progress(cfg)
         started = time.perf_counter()
@@ -130,6 +136,8 @@ def train(
         seconds = time.perf_counter() - started
         if bar is not None:
             bar.close()
+        if cfg.checkpointing:
+            lm.activation_checkpointing_disable()
         model.eval()
         state = state_of(model, cfg.lora)
     return TrainResult(state, tuple(losses), tokens, seconds)
