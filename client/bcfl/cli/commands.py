@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import audit, bench, chain, demo, explorer, learning, node, storage
+from bcfl.cli import audit, bench, chain, demo, experiment, explorer, learning, node, storage
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = [
     chain.register,
@@ -16,5 +16,6 @@ REGISTRARS: list[Callable[[typer.Typer], None]] = [
     explorer.register,
     storage.register,
     learning.register,
+    experiment.register,
     bench.register,
 ]
