@@ -77,6 +77,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "flower",
             "bcfl.experiments.flower_compare",
             "the same LoRA task with Flower (FedAvg, Krum, trimmed mean) beside bcfl server/serverless",
+            quick_seeds=1,  # seven systems x settings per seed; quick keeps to one seed
         ),
         Experiment(
             "anomaly",
