@@ -583,8 +583,13 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, title in ((axes[0], "round_s", "round time (s)"), (axes[1], "accuracy", "test accuracy")):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (
+        (axes[0], "round_s", "round time (s)"),
+        (axes[1], "accuracy", "test accuracy"),
+        (axes[2], "test_loss", "test loss"),
+    )
+    for ax, key, title in panels:
         labels, values = [], []
         for setting in ("none", "attack"):
             for system in SYSTEMS:
