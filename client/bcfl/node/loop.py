@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from bcfl.chain.federation import (
@@ -48,13 +49,13 @@ class RoundWork(Protocol):
 
     def train(self, base: ModelRef, trained_from: int) -> PendingUpdate: ...
 
-    def votes(
-        self, round_id: int, seed: bytes, base: ModelRef, submissions: list[Submission]
-    ) -> ModelRef: ...
+    def votes(self, round_id: int, base: ModelRef, submissions: list[Submission]) -> ModelRef: ...
 
     def outcome(
         self, round_id: int, base: ModelRef, submissions: list[Submission], commits: list[VoteCommit]
     ) -> Outcome: ...
+
+    def leaves_of(self, round_id: int) -> list[ScoreLeaf]: ...
 
     def score_of(self, round_id: int, peer: str) -> ScoreLeaf | None: ...
 
@@ -82,7 +83,7 @@ class PeerNode:
         *,
         address: str,
         role: str,
-        data_dir: object,
+        data_dir: Path,
         clock: Clock | None = None,
         slowdown: float = 0.0,
         on_event: Callable[[str, dict[str, object]], None] | None = None,
@@ -111,9 +112,7 @@ class PeerNode:
         return self.role == "aggregator"
 
     def _save(self) -> None:
-        from pathlib import Path
-
-        save_journal(Path(str(self.data_dir)), self.journal)
+        save_journal(self.data_dir, self.journal)
 
     def _emit(self, kind: str, **data: object) -> None:
         log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()), extra={"event": kind, **data})
@@ -194,16 +193,9 @@ class PeerNode:
         leaf = self.work.score_of(last, self.address)
         if leaf is None:
             raise BcflError(f"cannot settle round {last}: this peer is missing from its scores")
-        leaves = self._leaves(last)
+        leaves = self.work.leaves_of(last)
         receipt = self.fed.settle(self.address, last, leaf.score, leaf.included, merkle_proof(leaves, leaf))
         self._emit("settled", round=last, score=leaf.score, included=leaf.included, gas=receipt.gas_used)
-
-    def _leaves(self, round_id: int) -> list[ScoreLeaf]:
-        leaves = getattr(self.work, "leaves_of", None)
-        if leaves is None:
-            raise BcflError("round work cannot list score leaves")
-        result: list[ScoreLeaf] = leaves(round_id)
-        return result
 
     def _maybe_close(self, info: RoundInfo) -> str:
         if info.submissions > 0 and self.clock.now() >= info.submit_deadline:
@@ -241,9 +233,8 @@ class PeerNode:
     def _vote(self, info: RoundInfo) -> str:
         submissions = self.fed.submissions(info.round)
         base = self.fed.base_model(info.round)
-        seed = self.fed.address.encode() + info.round.to_bytes(8, "big") + info.closed_at.to_bytes(8, "big")
         started = time.monotonic()
-        ref = self.work.votes(info.round, seed, base, submissions)
+        ref = self.work.votes(info.round, base, submissions)
         try:
             receipt = self.fed.commit_votes(info.round, ref.cid, ref.digest)
         except ContractRevert as exc:

@@ -65,7 +65,8 @@ class PeerWork:
 
     # -- voting -------------------------------------------------------------------------------
 
-    def votes(self, round_id: int, seed: bytes, base: ModelRef, submissions: list[Submission]) -> ModelRef:
+    def votes(self, round_id: int, base: ModelRef, submissions: list[Submission]) -> ModelRef:
+        """Evaluate this peer's assigned updates (seeded by the round's public data) into a vote file."""
         info = self.fed.round(round_id)
         seed = assignment_seed(self.fed.address, round_id, info.closed_at)
         peers = [s.peer for s in submissions]
