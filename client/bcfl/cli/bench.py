@@ -45,5 +45,58 @@ def gas(
         print(json.dumps([asdict(r) for r in rows], indent=2))
 
 
+@bench_app.command("audit")
+def audit(
+    peers: Annotated[int, typer.Option(help="Peer processes in the federation audited")] = 10,
+    rounds: Annotated[int, typer.Option(help="Rounds to run, then audit")] = 2,
+    repeats: Annotated[int, typer.Option(help="Audits of every round")] = 3,
+    out: Annotated[Path, typer.Option(help="Results folder")] = Path("results/audit"),
+) -> None:
+    """Audit time per round: run a tiny-model federation of real peer processes, then audit it."""
+    from bcfl.audit.checks import audit_round
+    from bcfl.demo import demo_spec
+    from bcfl.experiments.results import ResultLog, markdown_table, median_spread
+    from bcfl.node.work import open_storage_spec
+    from bcfl.orchestrate import LocalFederation
+
+    command = f"bcfl bench audit --peers {peers} --rounds {rounds} --repeats {repeats}"
+    log = ResultLog(out, command=command)
+    spec = demo_spec(
+        out / "federation", quick=True, peers=peers, rounds=rounds, attack="sign-flip", ipfs=False
+    )
+    rows = []
+    with LocalFederation(spec) as fed:
+        assert fed.federation is not None
+        for r in range(1, rounds + 1):
+            fed.wait_for_round(r, timeout=900)
+        for p in fed.processes:  # stop the peers so the audit has the machine to itself
+            if p.proc is not None:
+                p.proc.terminate()
+        store = open_storage_spec(fed.storage_spec(peers), out / "auditor")
+        for r in range(1, rounds + 1):
+            times = []
+            for _ in range(repeats):
+                result = audit_round(fed.federation, store, r)
+                times.append(result.seconds)
+                log.append(
+                    {"kind": "audit", "peers": peers, "round": r, "seconds": result.seconds, "ok": result.ok}
+                )
+            med, lo, hi = median_spread(times)
+            rows.append(
+                (
+                    peers,
+                    r,
+                    len(fed.federation.submissions(r)),
+                    f"{med:.3f}",
+                    f"{lo:.3f}",
+                    f"{hi:.3f}",
+                    result.ok,
+                )
+            )
+    table = markdown_table(["peers", "round", "submissions", "median s", "min", "max", "audit ok"], rows)
+    (out / "table.md").write_text(f"Command: `{command}`\n\n{table}", encoding="utf-8")
+    err_console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
