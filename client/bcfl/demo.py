@@ -67,6 +67,34 @@ def _voter_accuracy(store: Any, commits: list[Any]) -> dict[str, float]:
     return {peer: sum(v) / len(v) for peer, v in seen.items()}
 
 
+def _time_split(fed: LocalFederation, round_id: int) -> str:
+    """Median seconds per peer spent training, evaluating (votes) and scoring + aggregating,
+    from the peers' journals (each node records its own step times)."""
+    import json
+    import statistics
+
+    spent: dict[str, list[float]] = {"trained_s": [], "vote_s": [], "outcome_s": []}
+    for p in fed.processes:
+        path = fed.spec.workdir / "peers" / f"peer{p.index}" / "journal.json"
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8")).get("rounds", {}).get(str(round_id), {})
+        except (OSError, ValueError):
+            continue
+        for key, values in spent.items():
+            if isinstance(entry.get(key), (int, float)):
+                values.append(float(entry[key]))
+    parts = [
+        f"{label} {statistics.median(spent[key]):.1f} s"
+        for key, label in (
+            ("trained_s", "training"),
+            ("vote_s", "evaluating"),
+            ("outcome_s", "scoring+aggregating"),
+        )
+        if spent[key]
+    ]
+    return "median per peer: " + ", ".join(parts) if parts else ""
+
+
 def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
     """Submissions, scores and the gate's decision for a finished round, from public data."""
     assert fed.federation is not None
@@ -109,7 +137,7 @@ def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
             )
         final = chain.finalisation(round_id)
         if final is not None:
-            note = f"aggregate {final.aggregate.cid}"
+            note = f"aggregate {final.aggregate.cid}; {_time_split(fed, round_id)}"
     else:
         note = f"round {round_id} expired: no result reached quorum in time"
     return RoundReport(rows=rows, seconds=seconds, note=note)
