@@ -48,15 +48,18 @@ def _audit(fed: LocalFederation, rounds: list[int]) -> None:
 
 
 def test_async_serverless_rounds_exclude_the_attacker(tmp_path: Path) -> None:
-    with LocalFederation(_spec(tmp_path)) as fed:
+    # Five peers closing on K = 4 (as the demo does): each update is evaluated by k = 3 others,
+    # enough votes for the tiny model's small loss changes to separate the sign-flipper.
+    spec = _spec(tmp_path, peers=5, attackers={4: "sign-flip"}, async_quorum=4)
+    with LocalFederation(spec) as fed:
         assert fed.federation is not None
         chain = fed.federation
-        attacker = fed.processes[3].address
+        attacker = fed.processes[4].address
         for r in (1, 2):
             assert fed.wait_for_round(r, timeout=240) is RoundStatus.FINALISED
             subs = chain.submissions(r)
-            assert 3 <= len(subs) <= 4
-            store = open_storage_spec(fed.storage_spec(4), tmp_path / "check")
+            assert 4 <= len(subs) <= 5
+            store = open_storage_spec(fed.storage_spec(5), tmp_path / "check")
             decision = decide_round(chain, r, subs, fetch_votes(store, chain.vote_commits(r)))
             included = {s.peer for s in decision.included}
             if any(s.peer == attacker for s in subs):
