@@ -74,10 +74,10 @@ FULL = Setup(
     "smollm2",
     peers=10,
     rounds=3,
-    local_steps=5,
+    local_steps=4,
     batch_size=8,
-    learning_rate=2e-4,
-    max_text_tokens=96,
+    learning_rate=1e-3,
+    max_text_tokens=64,
     eval_examples=200,
     round_eval_examples=0,
     probe_steps=6,
@@ -251,7 +251,10 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
         record(name, result, **extra)
         curves[name] = fed.curve
 
-    probes = [probe_subprocess(setup.model, mode, setup, seed) for mode in ("bcfl", "bare")]
+    probes = [
+        probe_subprocess(setup.model, mode, setup, seed, checkpointing)
+        for mode, checkpointing in (("bcfl", False), ("bcfl", True), ("bare", False))
+    ]
     for p in probes:
         log.append({"kind": "learning-cost", **common, **p})
 
@@ -262,7 +265,7 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
         ["training loop", "tokens/s", "peak RSS (MiB)", "steps", "batch"],
         [
             [
-                p["mode"],
+                p["mode"] + (" + activation checkpointing" if p["checkpointing"] else ""),
                 f"{p['tokens_per_second']:.0f}",
                 f"{p['peak_rss_mib']:.0f}",
                 p["steps"],
@@ -329,7 +332,9 @@ def _plots(
 # ------------------------------------------------------------------ cost probes (own process)
 
 
-def probe_subprocess(model: str, mode: str, setup: Setup, seed: int) -> dict[str, Any]:
+def probe_subprocess(
+    model: str, mode: str, setup: Setup, seed: int, checkpointing: bool = False
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
@@ -347,6 +352,7 @@ def probe_subprocess(model: str, mode: str, setup: Setup, seed: int) -> dict[str
         str(setup.max_text_tokens),
         "--seed",
         str(seed),
+        *(["--checkpointing"] if checkpointing else []),
     ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
