@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from bcfl.errors import BcflError
-from bcfl.experiments.results import ResultLog, markdown_table, median_spread, read_records
+from bcfl.experiments import harness
+from bcfl.experiments.results import ResultLog, markdown_table, median_spread
 from bcfl.experiments.server_vs_serverless import evaluate_aggregates, measure_federation, run_record
 from bcfl.orchestrate import FederationSpec
 
@@ -384,7 +385,6 @@ def _score_files(job: dict[str, Any], folder: Path, test_examples: int) -> tuple
 
 
 def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], seed: int) -> FederationSpec:
-    quick = cfg.model == "tiny"
     return FederationSpec(
         workdir=workdir,
         peers=cfg.peers,
@@ -394,10 +394,7 @@ def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], se
         result_mode=mode,
         async_quorum=cfg.peers,
         max_staleness=0,
-        round_duration=120 if quick else 1800,
-        vote_duration=60 if quick else 900,
-        result_duration=120 if quick else 1800,
-        score_threshold=510_000,  # the demo's gate: separates honest updates from a sign-flipper
+        **asdict(harness.windows(cfg.model)),
         rounds=cfg.rounds,
         local_steps=cfg.local_steps,
         learning_rate=cfg.learning_rate,
@@ -509,13 +506,6 @@ def _steady(times: list[float]) -> list[float]:
 SYSTEMS = ("bcfl serverless", "bcfl server", "Flower fedavg", "Flower krum", "Flower trimmed-mean")
 
 
-def _fmt(values: Sequence[float], scale: float = 1.0, digits: int = 3) -> str:
-    if not values:
-        return "-"
-    med, lo, hi = median_spread([v / scale for v in values])
-    return f"{med:.{digits}f}" if len(values) == 1 else f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
-
-
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
     rows = []
     unavailable = []
@@ -539,11 +529,11 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                     system,
                     len(recs),
                     ",".join(str(r["seed"]) for r in recs),
-                    _fmt([r["round_s"] for r in recs if r["round_s"] is not None], digits=2),
-                    _fmt([r["accuracy"] for r in recs if r["accuracy"] is not None]),
-                    _fmt([r["test_loss"] for r in recs if r["test_loss"] is not None]),
-                    _fmt([r["bytes_per_round"] for r in recs], scale=2**20, digits=2),
-                    _fmt([r["peak_rss_bytes"] for r in recs], scale=2**20, digits=0),
+                    harness.spread([r["round_s"] for r in recs if r["round_s"] is not None], digits=2),
+                    harness.spread([r["accuracy"] for r in recs if r["accuracy"] is not None]),
+                    harness.spread([r["test_loss"] for r in recs if r["test_loss"] is not None]),
+                    harness.spread([r["bytes_per_round"] for r in recs], scale=2**20, digits=2),
+                    harness.spread([r["peak_rss_bytes"] for r in recs], scale=2**20, digits=0),
                 )
             )
     header = (
@@ -570,11 +560,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def write_outputs(out_dir: Path) -> str:
-    records = [r for r in read_records(out_dir / "results.jsonl") if r.get("experiment") == NAME]
-    table = summary_table(records)
-    (out_dir / "table.md").write_text(table, encoding="utf-8")
-    _plot(records, out_dir / "flower_compare.png")
-    return table
+    return harness.write_outputs(out_dir, NAME, summary_table, _plot, "flower_compare.png")
 
 
 def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:

@@ -20,7 +20,6 @@ Measured per run (see `measure_federation`):
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bcfl.errors import BcflError
-from bcfl.experiments.results import ResultLog, markdown_table, median_spread, read_records
+from bcfl.experiments import harness
+from bcfl.experiments.results import ResultLog, markdown_table
 from bcfl.orchestrate import FederationSpec, LocalFederation
 
 NAME = "server-vs-serverless"
@@ -311,7 +311,6 @@ QUICK = Config(
 
 
 def federation_spec(workdir: Path, cfg: Config, *, peers: int, mode: str, seed: int) -> FederationSpec:
-    quick = cfg.model == "tiny"
     return FederationSpec(
         workdir=workdir,
         peers=peers,
@@ -321,10 +320,7 @@ def federation_spec(workdir: Path, cfg: Config, *, peers: int, mode: str, seed: 
         result_mode=mode,
         async_quorum=peers,
         max_staleness=0,
-        round_duration=120 if quick else 1800,
-        vote_duration=60 if quick else 900,
-        result_duration=120 if quick else 1800,
-        score_threshold=300_000,
+        **asdict(harness.windows(cfg.model)),
         rounds=cfg.rounds,
         local_steps=cfg.local_steps,
         learning_rate=cfg.learning_rate,
@@ -360,12 +356,8 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = No
 
 
 def write_outputs(out_dir: Path) -> str:
-    """table.md and the PNG plots from every record in results.jsonl; returns the table."""
-    records = [r for r in read_records(out_dir / "results.jsonl") if r.get("experiment") == NAME]
-    table = summary_table(records)
-    (out_dir / "table.md").write_text(table, encoding="utf-8")
-    _plot(records, out_dir / "server_vs_serverless.png")
-    return table
+    """table.md and the PNG plot from every record in results.jsonl; returns the table."""
+    return harness.write_outputs(out_dir, NAME, summary_table, _plot, "server_vs_serverless.png")
 
 
 def _steady(run: dict[str, Any]) -> list[float]:
@@ -378,9 +370,9 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
         groups.setdefault((int(rec["peers"]), str(rec["mode"])), []).append(rec)
     rows = []
     for (peers, mode), recs in sorted(groups.items()):
-        lat = [statistics_mean(_steady(r["run"])) for r in recs if _steady(r["run"])]
+        lat = [harness.mean(_steady(r["run"])) for r in recs if _steady(r["run"])]
         chain = [
-            statistics_mean([float(x) for x in r["run"]["chain_latency_s"] if x >= 0])
+            harness.mean([float(x) for x in r["run"]["chain_latency_s"] if x >= 0])
             for r in recs
             if any(x >= 0 for x in r["run"]["chain_latency_s"])
         ]
@@ -400,13 +392,13 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 mode,
                 len(recs),
                 ",".join(map(str, seeds)),
-                _fmt(lat),
-                _fmt(chain),
-                _fmt(acc),
-                _fmt(gen),
-                _fmt(loss),
-                _fmt(moved, digits=2),
-                _fmt(mem, digits=0),
+                harness.spread(lat),
+                harness.spread(chain),
+                harness.spread(acc),
+                harness.spread(gen),
+                harness.spread(loss),
+                harness.spread(moved, digits=2),
+                harness.spread(mem, digits=0),
                 f"{sum(r['run']['statuses'].count('finalised') for r in recs)}/"
                 f"{sum(len(r['run']['statuses']) for r in recs)}",
             )
@@ -432,19 +424,6 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     return note + markdown_table(header, rows)
 
 
-def statistics_mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _fmt(values: Sequence[float], *, digits: int = 3) -> str:
-    if not values:
-        return "-"
-    med, lo, hi = median_spread(values)
-    if len(values) == 1:
-        return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
-
-
 def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -458,7 +437,7 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
         for r in recs:
             lat = _steady(r["run"])
             if lat:
-                axes[0].scatter(r["peers"], statistics_mean(lat), marker=marker, color=color)
+                axes[0].scatter(r["peers"], harness.mean(lat), marker=marker, color=color)
             if r["run"]["accuracy"][-1] is not None:
                 axes[1].scatter(r["peers"], r["run"]["accuracy"][-1], marker=marker, color=color)
         axes[0].scatter([], [], marker=marker, color=color, label=mode)
@@ -471,12 +450,7 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.server_vs_serverless")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    run(args.out_dir, quick=args.quick, seed=args.seed)
+    harness.main("bcfl.experiments.server_vs_serverless", run, argv)
 
 
 if __name__ == "__main__":

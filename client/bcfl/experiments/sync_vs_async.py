@@ -27,7 +27,6 @@ Definitions (all measured from the event timeline, none computed from a formula)
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from bcfl.experiments.results import ResultLog, markdown_table, median_spread, read_records
+from bcfl.experiments import harness
+from bcfl.experiments.results import ResultLog, markdown_table, median_spread
 from bcfl.experiments.server_vs_serverless import evaluate_aggregates, measure_federation, run_record
 from bcfl.orchestrate import FederationSpec
 
@@ -92,7 +92,6 @@ def stragglers(cfg: Config, seed: int) -> dict[int, float]:
 
 
 def federation_spec(workdir: Path, cfg: Config, *, rule: str, seed: int) -> FederationSpec:
-    quick = cfg.model == "tiny"
     slow = stragglers(cfg, seed)
     return FederationSpec(
         workdir=workdir,
@@ -104,10 +103,7 @@ def federation_spec(workdir: Path, cfg: Config, *, rule: str, seed: int) -> Fede
         result_mode="serverless",
         async_quorum=cfg.peers - len(slow),
         max_staleness=cfg.max_staleness,
-        round_duration=180 if quick else 3600,
-        vote_duration=60 if quick else 900,
-        result_duration=120 if quick else 1800,
-        score_threshold=300_000,
+        **asdict(harness.windows(cfg.model)),
         rounds=cfg.rounds,
         local_steps=cfg.local_steps,
         learning_rate=cfg.learning_rate,
@@ -211,11 +207,7 @@ def per_seed(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _fmt(values: Sequence[float | None]) -> str:
-    vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return "-"
-    med, lo, hi = median_spread(vals)
-    return f"{med:.2f}" if len(vals) == 1 else f"{med:.2f} [{lo:.2f}-{hi:.2f}]"
+    return harness.spread(values, digits=2)
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
@@ -270,11 +262,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def write_outputs(out_dir: Path) -> str:
-    records = [r for r in read_records(out_dir / "results.jsonl") if r.get("experiment") == NAME]
-    table = summary_table(records)
-    (out_dir / "table.md").write_text(table, encoding="utf-8")
-    _plot(records, out_dir / "sync_vs_async.png")
-    return table
+    return harness.write_outputs(out_dir, NAME, summary_table, _plot, "sync_vs_async.png")
 
 
 def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
@@ -305,12 +293,7 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.sync_vs_async")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    run(args.out_dir, quick=args.quick, seed=args.seed)
+    harness.main("bcfl.experiments.sync_vs_async", run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""What the federation experiments share: protocol windows, spread formatting, output writing
+and the command line, so each experiment module holds only its own question."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bcfl.experiments.results import median_spread, read_records
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Round, voting and result windows (seconds) of an experiment's federation."""
+
+    round_duration: int
+    vote_duration: int
+    result_duration: int
+
+
+# Quick runs use the tiny model, whose rounds take seconds: short windows make a stuck round
+# fail fast. SmolLM2 rounds take minutes per peer, so full runs leave generous room.
+QUICK_WINDOWS = Windows(round_duration=180, vote_duration=60, result_duration=120)
+FULL_WINDOWS = Windows(round_duration=3600, vote_duration=900, result_duration=1800)
+
+
+def windows(model: str) -> Windows:
+    return QUICK_WINDOWS if model == "tiny" else FULL_WINDOWS
+
+
+def spread(values: Sequence[float | None], *, scale: float = 1.0, digits: int = 3) -> str:
+    """'median [min-max]' of the measured values (None: not measured), or '-' when none."""
+    vals = [float(v) / scale for v in values if v is not None]
+    if not vals:
+        return "-"
+    med, lo, hi = median_spread(vals)
+    if len(vals) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def write_outputs(
+    out_dir: Path,
+    name: str,
+    table: Callable[[Sequence[dict[str, Any]]], str],
+    plot: Callable[[Sequence[dict[str, Any]], Path], None],
+    png: str,
+) -> str:
+    """table.md and the plot `png` from the experiment's records in results.jsonl; returns the table."""
+    records = [r for r in read_records(out_dir / "results.jsonl") if r.get("experiment") == name]
+    text = table(records)
+    (out_dir / "table.md").write_text(text, encoding="utf-8")
+    plot(records, out_dir / png)
+    return text
+
+
+class RunFn(Protocol):
+    def __call__(self, out_dir: Path, *, quick: bool, seed: int = 0) -> None: ...
+
+
+def main(module: str, run: RunFn, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`python -m <module> OUT_DIR [--quick] [--seed N]`: parse and run one seed."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--quick", action="store_true", help="tiny model, smallest settings")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    run(args.out_dir, quick=args.quick, seed=args.seed)
+    return args

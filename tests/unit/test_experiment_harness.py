@@ -1,0 +1,54 @@
+"""The experiments' shared harness: spread cells, protocol windows, outputs and command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bcfl.experiments import harness
+
+
+def test_spread_is_median_and_range_and_skips_unmeasured() -> None:
+    assert harness.spread([3.0, 1.0, 2.0]) == "2.000 [1.000-3.000]"
+    assert harness.spread([4.0, None], digits=1) == "4.0"
+    assert harness.spread([None]) == "-"
+    assert harness.spread([2**21, 2**20], scale=2**20, digits=2) == "1.50 [1.00-2.00]"
+
+
+def test_quick_windows_are_short_and_full_ones_generous() -> None:
+    assert harness.windows("tiny") == harness.QUICK_WINDOWS
+    assert harness.windows("smollm2") == harness.FULL_WINDOWS
+    assert harness.QUICK_WINDOWS.round_duration < harness.FULL_WINDOWS.round_duration
+
+
+def test_write_outputs_keeps_only_the_named_experiment(tmp_path: Path) -> None:
+    lines = [{"experiment": "a", "x": 1}, {"experiment": "b", "x": 2}, {"experiment": "a", "x": 3}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    seen: list[int] = []
+
+    def table(records: Sequence[dict[str, Any]]) -> str:
+        return "|" + ",".join(str(r["x"]) for r in records) + "|"
+
+    def plot(records: Sequence[dict[str, Any]], path: Path) -> None:
+        seen.extend(r["x"] for r in records)
+        path.write_bytes(b"png")
+
+    assert harness.write_outputs(tmp_path, "a", table, plot, "a.png") == "|1,3|"
+    assert (tmp_path / "table.md").read_text() == "|1,3|"
+    assert seen == [1, 3] and (tmp_path / "a.png").read_bytes() == b"png"
+
+
+def test_main_parses_and_runs_one_seed(tmp_path: Path) -> None:
+    calls: list[tuple[Path, bool, int]] = []
+
+    def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
+        calls.append((out_dir, quick, seed))
+
+    harness.main("bcfl.experiments.x", run, [str(tmp_path), "--quick", "--seed", "7"])
+    assert calls == [(tmp_path, True, 7)]
+    with pytest.raises(SystemExit):
+        harness.main("bcfl.experiments.x", run, ["--seed", "nope"])
