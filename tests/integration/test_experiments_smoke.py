@@ -54,6 +54,7 @@ def test_registry_names_every_experiment_and_rejects_unknown_ones() -> None:
         "sync-vs-async",
         "flower",
         "anomaly",
+        "anomaly-live",
         "paths",
         "learning",
     }

@@ -88,6 +88,11 @@ EXPERIMENTS: dict[str, Experiment] = {
             full_seeds=1,
         ),
         Experiment(
+            "anomaly-live",
+            "bcfl.experiments.anomaly_live",
+            "the trust gate under each attack at one setting, through real peer processes",
+        ),
+        Experiment(
             "paths",
             "bcfl.experiments.paths",
             "weight-transfer paths: star, all-to-all, optimised trees vs the lower bound",
