@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import requests
+
 from bcfl.chain.federation import (
     Federation,
     FederationConfig,
@@ -28,10 +30,15 @@ from bcfl.chain.federation import (
 )
 from bcfl.chain.merkle import ScoreLeaf, merkle_proof
 from bcfl.chain.reverts import ContractRevert
+from bcfl.chain.transactions import Receipt
 from bcfl.errors import BcflError
 from bcfl.node.journal import Journal, PendingUpdate, save_journal
+from bcfl.node.timing import PhaseRecorder
 
 log = logging.getLogger("bcfl.node")
+
+# What `step` returns when it found nothing to do: its time counts as waiting.
+IDLE_STEPS = frozenset({"waiting", "idle"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class PeerNode:
         clock: Clock | None = None,
         slowdown: float = 0.0,
         on_event: Callable[[str, dict[str, object]], None] | None = None,
+        timer: PhaseRecorder | None = None,
     ) -> None:
         self.fed = fed
         self.work = work
@@ -97,6 +105,7 @@ class PeerNode:
         self.clock = clock or ChainClock(fed)
         self.slowdown = slowdown
         self.on_event = on_event or (lambda kind, data: None)
+        self.timer = timer or PhaseRecorder()
         self._config: FederationConfig | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -114,6 +123,13 @@ class PeerNode:
     def _save(self) -> None:
         save_journal(self.data_dir, self.journal)
 
+    def _send(self, send: Callable[[], Receipt]) -> Receipt:
+        """Send a transaction (the wait for its receipt included) as chain time; count its gas."""
+        with self.timer.phase("chain"):
+            receipt = send()
+        self.timer.transaction(receipt.gas_used)
+        return receipt
+
     def _emit(self, kind: str, **data: object) -> None:
         log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()), extra={"event": kind, **data})
         self.on_event(kind, data)
@@ -122,7 +138,14 @@ class PeerNode:
 
     def step(self) -> str:
         """Do the one next thing this peer owes the federation; return what it did."""
-        current = self.fed.current_round()
+        with self.timer.step() as record:
+            current = self.fed.current_round()
+            record.round = current
+            did = self._step(current)
+            record.idle = did in IDLE_STEPS
+            return did
+
+    def _step(self, current: int) -> str:
         info = self.fed.round(current)
         me = self.fed.peer(self.address)
         if info.status is RoundStatus.OPEN:
@@ -147,12 +170,12 @@ class PeerNode:
             pending = None
         if pending is None:
             base = self.fed.base_model(info.round)
-            started = time.monotonic()
             pending = self.work.train(base, info.round)
             if self.slowdown:
-                time.sleep(self.slowdown)
+                with self.timer.phase("training"):  # a straggler is a slow trainer
+                    time.sleep(self.slowdown)
             self.journal.pending = pending
-            self.journal.note(info.round, trained_s=round(time.monotonic() - started, 3), update=pending.cid)
+            self.journal.note(info.round, update=pending.cid)
             self._save()
             self._emit("trained", round=info.round, cid=pending.cid, samples=pending.samples)
             return "trained"
@@ -161,8 +184,10 @@ class PeerNode:
         if current != info.round or self.fed.round(current).status is not RoundStatus.OPEN:
             return "round_moved"  # the round closed while we trained; try the next one
         try:
-            receipt = self.fed.submit_update(
-                current, pending.cid, bytes.fromhex(pending.digest), pending.samples, pending.trained_from
+            receipt = self._send(
+                lambda: self.fed.submit_update(
+                    current, pending.cid, bytes.fromhex(pending.digest), pending.samples, pending.trained_from
+                )
             )
         except ContractRevert as exc:
             if exc.name in ("FederationWrongRoundStatus", "FederationNotCurrentRound"):
@@ -194,13 +219,15 @@ class PeerNode:
         if leaf is None:
             raise BcflError(f"cannot settle round {last}: this peer is missing from its scores")
         leaves = self.work.leaves_of(last)
-        receipt = self.fed.settle(self.address, last, leaf.score, leaf.included, merkle_proof(leaves, leaf))
+        receipt = self._send(
+            lambda: self.fed.settle(self.address, last, leaf.score, leaf.included, merkle_proof(leaves, leaf))
+        )
         self._emit("settled", round=last, score=leaf.score, included=leaf.included, gas=receipt.gas_used)
 
     def _maybe_close(self, info: RoundInfo) -> str:
         if info.submissions > 0 and self.clock.now() >= info.submit_deadline:
             try:
-                self.fed.close_round(info.round)
+                self._send(lambda: self.fed.close_round(info.round))
             except ContractRevert as exc:
                 if exc.name != "FederationWrongRoundStatus":
                     raise
@@ -218,7 +245,7 @@ class PeerNode:
         now = self.clock.now()
         if now >= info.result_deadline:
             try:
-                self.fed.expire_round(info.round)
+                self._send(lambda: self.fed.expire_round(info.round))
             except ContractRevert as exc:
                 if exc.name != "FederationWrongRoundStatus":
                     raise
@@ -233,15 +260,14 @@ class PeerNode:
     def _vote(self, info: RoundInfo) -> str:
         submissions = self.fed.submissions(info.round)
         base = self.fed.base_model(info.round)
-        started = time.monotonic()
         ref = self.work.votes(info.round, base, submissions)
         try:
-            receipt = self.fed.commit_votes(info.round, ref.cid, ref.digest)
+            receipt = self._send(lambda: self.fed.commit_votes(info.round, ref.cid, ref.digest))
         except ContractRevert as exc:
             if exc.name in ("FederationVotingClosed", "FederationAlreadyVoted"):
                 return "vote_late"
             raise
-        self.journal.note(info.round, votes=ref.cid, vote_s=round(time.monotonic() - started, 3))
+        self.journal.note(info.round, votes=ref.cid)
         self._save()
         self._emit("voted", round=info.round, cid=ref.cid, gas=receipt.gas_used)
         return "voted"
@@ -250,16 +276,15 @@ class PeerNode:
         submissions = self.fed.submissions(info.round)
         commits = self.fed.vote_commits(info.round)
         base = self.fed.base_model(info.round)
-        started = time.monotonic()
-        outcome = self.work.outcome(info.round, base, submissions, commits)
-        self.journal.note(info.round, outcome_s=round(time.monotonic() - started, 3))
-        return outcome
+        return self.work.outcome(info.round, base, submissions, commits)
 
     def _attest(self, info: RoundInfo) -> str:
         outcome = self._compute(info)
         try:
-            receipt = self.fed.attest_result(
-                info.round, outcome.scores_root, outcome.included_hash, outcome.aggregate
+            receipt = self._send(
+                lambda: self.fed.attest_result(
+                    info.round, outcome.scores_root, outcome.included_hash, outcome.aggregate
+                )
             )
         except ContractRevert as exc:
             if exc.name in (
@@ -276,8 +301,10 @@ class PeerNode:
 
     def _post(self, info: RoundInfo) -> str:
         outcome = self._compute(info)
-        receipt = self.fed.post_result(
-            info.round, outcome.scores_root, outcome.included_hash, outcome.aggregate
+        receipt = self._send(
+            lambda: self.fed.post_result(
+                info.round, outcome.scores_root, outcome.included_hash, outcome.aggregate
+            )
         )
         self._emit("posted", round=info.round, aggregate=outcome.aggregate.cid, gas=receipt.gas_used)
         return "posted"
@@ -293,18 +320,34 @@ class PeerNode:
         stop = should_stop or (lambda: False)
         failures = 0
         while not stop():
-            if max_rounds and self.fed.current_round() > max_rounds:
-                self._emit("done", rounds=max_rounds)
-                return
             try:
+                if max_rounds and self.fed.current_round() > max_rounds:
+                    self._emit("done", rounds=max_rounds)
+                    return
                 did = self.step()
-                failures = 0
             except Exception as exc:  # chain/storage down, a revert after a race: wait, re-read
                 failures += 1
                 delay = min(30.0, poll_interval * 2**failures)
-                reason = str(exc) if isinstance(exc, BcflError) else f"{type(exc).__name__}: {exc}"
-                log.warning("round step failed (%s); retrying in %.1f s", reason, delay)
+                log.warning(
+                    "round step failed (%s); retrying in %.1f s (attempt %d)",
+                    self._describe(exc),
+                    delay,
+                    failures,
+                    extra={"event": "step_failed", "attempt": failures},
+                )
                 time.sleep(delay)
                 continue
+            if failures:
+                self._emit("resumed", after_failures=failures)
+                failures = 0
             if did in ("waiting", "idle", "vote_late", "attest_late"):
                 time.sleep(poll_interval)
+
+    def _describe(self, exc: Exception) -> str:
+        """One line on why a step failed; an unreachable chain named by its URL."""
+        if isinstance(exc, BcflError):
+            return str(exc)
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            url = getattr(self.fed.w3.provider, "endpoint_uri", "the chain RPC")
+            return f"chain RPC {url} is not answering ({type(exc).__name__})"
+        return f"{type(exc).__name__}: {exc}"

@@ -17,6 +17,7 @@ from bcfl.errors import BcflError
 from bcfl.node.config import NodeConfig
 from bcfl.node.journal import DataDirLock, load_journal
 from bcfl.node.loop import PeerNode
+from bcfl.node.timing import TIMINGS_FILE, PhaseRecorder, time_chain
 
 log = logging.getLogger("bcfl.node")
 
@@ -36,11 +37,13 @@ def run_node(conf: NodeConfig) -> None:
     """Run one peer until stopped (SIGINT/SIGTERM) or until `conf.max_rounds` have finished."""
     from bcfl.node.work import build_work  # heavy imports (torch) only once we are sure to run
 
+    timer = PhaseRecorder(conf.data_dir / TIMINGS_FILE)  # start-up (model load, join) counts from here
     account = load_account(keystore=conf.keystore, password_env=conf.password_env, key_env=conf.key_env)
     conf.data_dir.mkdir(parents=True, exist_ok=True)
     with DataDirLock(conf.data_dir):
         _claim_data_dir(conf.data_dir, account.address)
         w3 = connect(conf.rpc)
+        time_chain(w3, timer)
         sender = TxSender(w3, account, default_decoder())
         _, fed = open_federation(w3, conf.deployment, sender=sender)
         fed_config = fed.config()
@@ -53,7 +56,7 @@ def run_node(conf: NodeConfig) -> None:
             raise BcflError(
                 f"{account.address} is not this federation's aggregator ({fed_config.aggregator})"
             )
-        work = build_work(conf, address=account.address, fed=fed)
+        work = build_work(conf, address=account.address, fed=fed, timer=timer)
         node = PeerNode(
             fed,
             work,
@@ -62,6 +65,7 @@ def run_node(conf: NodeConfig) -> None:
             role=conf.role,
             data_dir=conf.data_dir,
             slowdown=conf.slowdown,
+            timer=timer,
         )
         stopping = {"flag": False}
 
@@ -71,6 +75,11 @@ def run_node(conf: NodeConfig) -> None:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        node.run(
-            max_rounds=conf.max_rounds, poll_interval=conf.poll_interval, should_stop=lambda: stopping["flag"]
-        )
+        try:
+            node.run(
+                max_rounds=conf.max_rounds,
+                poll_interval=conf.poll_interval,
+                should_stop=lambda: stopping["flag"],
+            )
+        finally:
+            timer.save()

@@ -8,7 +8,7 @@ a bad update is voted down (and so excluded), never allowed to crash the peer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from bcfl.errors import BcflError
 from bcfl.node.config import NodeConfig
 from bcfl.node.journal import PendingUpdate
 from bcfl.node.loop import Outcome
+from bcfl.node.timing import TIMINGS_FILE, PhaseRecorder, TimedStorage
 from bcfl.outcome import (
     RoundDecision,
     aggregate_files,
@@ -42,11 +43,16 @@ def open_storage_spec(spec: str, data_dir: Path) -> Storage:
 
 @dataclass
 class PeerWork:
+    """The work, with each part timed on `timer`: fetching and verifying adapters and pinning
+    them count as storage, the learner's training and evaluation as training and evaluation,
+    deciding the round and aggregating as scoring (their own storage and chain calls aside)."""
+
     conf: NodeConfig
     address: str
     fed: Federation
     storage: Storage
     learner: Any  # bcfl.node.learner.Learner
+    timer: PhaseRecorder = field(default_factory=PhaseRecorder)
 
     _decisions: dict[int, RoundDecision] | None = None
 
@@ -58,9 +64,12 @@ class PeerWork:
     # -- training -----------------------------------------------------------------------------
 
     def train(self, base: ModelRef, trained_from: int) -> PendingUpdate:
-        base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
-        files, samples = self.learner.train(base_files, round_id=trained_from, attack=self.conf.attack)
-        cid, digest = store_adapter(self.storage, files)
+        with self.timer.phase("storage"):
+            base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+        with self.timer.phase("training"):
+            files, samples = self.learner.train(base_files, round_id=trained_from, attack=self.conf.attack)
+        with self.timer.phase("storage"):
+            cid, digest = store_adapter(self.storage, files)
         return PendingUpdate(trained_from=trained_from, cid=cid, digest=digest.hex(), samples=samples)
 
     # -- voting -------------------------------------------------------------------------------
@@ -71,22 +80,25 @@ class PeerWork:
         seed = assignment_seed(self.fed.address, round_id, info.closed_at)
         peers = [s.peer for s in submissions]
         assigned = set(assign_evaluations(seed, self.address, peers, votes_per_peer(len(peers))))
-        base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
         targets = [s for s in submissions if s.peer in assigned]
         candidates: list[tuple[Submission, dict[str, bytes] | None, str]] = []
-        for sub in targets:
-            try:
-                files = fetch_adapter(self.storage, sub.cid, digest=sub.digest)
-                candidates.append((sub, files, ""))
-            except BcflError as exc:
-                # Unverifiable or malformed: voted 0 with the reason, never evaluated.
-                log.warning("update of %s in round %d rejected: %s", sub.peer, round_id, exc)
-                candidates.append((sub, None, str(exc)))
-        data = self.learner.vote_file(
-            round_id, self.address, base_files, candidates, all_peers=peers, attack=self.conf.attack
-        )
-        cid = self.storage.put(data)
-        self.storage.pin(cid)
+        with self.timer.phase("storage"):
+            base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+            for sub in targets:
+                try:
+                    files = fetch_adapter(self.storage, sub.cid, digest=sub.digest)
+                    candidates.append((sub, files, ""))
+                except BcflError as exc:
+                    # Unverifiable or malformed: voted 0 with the reason, never evaluated.
+                    log.warning("update of %s in round %d rejected: %s", sub.peer, round_id, exc)
+                    candidates.append((sub, None, str(exc)))
+        with self.timer.phase("evaluation"):
+            data = self.learner.vote_file(
+                round_id, self.address, base_files, candidates, all_peers=peers, attack=self.conf.attack
+            )
+        with self.timer.phase("storage"):
+            cid = self.storage.put(data)
+            self.storage.pin(cid)
         return ModelRef(cid, json_digest(data))
 
     # -- results ------------------------------------------------------------------------------
@@ -96,7 +108,8 @@ class PeerWork:
     ) -> RoundDecision:
         cached = self._cache().get(round_id)
         if cached is None:
-            cached = decide_round(self.fed, round_id, submissions, fetch_votes(self.storage, commits))
+            with self.timer.phase("scoring"):
+                cached = decide_round(self.fed, round_id, submissions, fetch_votes(self.storage, commits))
             self._cache()[round_id] = cached
         return cached
 
@@ -106,8 +119,10 @@ class PeerWork:
         decision = self.decision(round_id, submissions, commits)
         for peer, reason in decision.excluded.items():
             log.info("round %d excludes %s: %s", round_id, peer, reason)
-        files = aggregate_files(self.storage, base, round_id, decision)
-        cid, digest = store_adapter(self.storage, files)
+        with self.timer.phase("scoring"):
+            files = aggregate_files(self.storage, base, round_id, decision)
+        with self.timer.phase("storage"):
+            cid, digest = store_adapter(self.storage, files)
         return Outcome(
             leaves=decision.leaves,
             scores_root=decision.scores_root,
@@ -122,12 +137,21 @@ class PeerWork:
         return next((x for x in self.leaves_of(round_id) if x.peer.lower() == peer.lower()), None)
 
 
-def build_work(conf: NodeConfig, *, address: str, fed: Federation) -> PeerWork:
+def build_work(
+    conf: NodeConfig, *, address: str, fed: Federation, timer: PhaseRecorder | None = None
+) -> PeerWork:
+    """The work of one peer: its storage (timed on `timer`), model and data shard."""
     from bcfl.node.learner import Learner
 
-    storage = open_storage_spec(conf.storage, conf.data_dir)
-    learner = Learner.from_config(conf, address=address)
-    return PeerWork(conf=conf, address=address, fed=fed, storage=storage, learner=learner)
+    timer = timer or PhaseRecorder(conf.data_dir / TIMINGS_FILE)
+    storage = TimedStorage(open_storage_spec(conf.storage, conf.data_dir), timer)
+    try:
+        learner = Learner.from_config(conf, address=address)
+    except OSError as exc:  # a missing or unreadable model or data file: name it, no traceback
+        raise BcflError(
+            f"cannot load model {conf.model!r} or the data for peer {conf.peer_index}: {exc}"
+        ) from exc
+    return PeerWork(conf=conf, address=address, fed=fed, storage=storage, learner=learner, timer=timer)
 
 
 def publish_genesis(model: str, storage_spec: str, data_dir: Path, *, lora_rank: int = 8) -> ModelRef:
