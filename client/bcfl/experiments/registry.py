@@ -91,6 +91,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "anomaly-live",
             "bcfl.experiments.anomaly_live",
             "the trust gate under each attack at one setting, through real peer processes",
+            quick_seeds=1,  # five federations of seven peer processes per seed
         ),
         Experiment(
             "paths",
