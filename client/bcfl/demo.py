@@ -68,31 +68,28 @@ def _voter_accuracy(store: Any, commits: list[Any]) -> dict[str, float]:
 
 
 def _time_split(fed: LocalFederation, round_id: int) -> str:
-    """Median seconds per peer spent training, evaluating (votes) and scoring + aggregating,
-    from the peers' journals (each node records its own step times)."""
-    import json
-    import statistics
+    """Median per peer of where its round went, from the peers' timings files (the numbers
+    `bcfl bench round` reports); only peers that have moved past the round count."""
+    from bcfl.node.timing import split_of, summarise
 
-    spent: dict[str, list[float]] = {"trained_s": [], "vote_s": [], "outcome_s": []}
+    fed.wait_for_timings(round_id, timeout=10)
+    splits = []
     for p in fed.processes:
-        path = fed.spec.workdir / "peers" / f"peer{p.index}" / "journal.json"
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8")).get("rounds", {}).get(str(round_id), {})
-        except (OSError, ValueError):
-            continue
-        for key, values in spent.items():
-            if isinstance(entry.get(key), (int, float)):
-                values.append(float(entry[key]))
-    parts = [
-        f"{label} {statistics.median(spent[key]):.1f} s"
-        for key, label in (
-            ("trained_s", "training"),
-            ("vote_s", "evaluating"),
-            ("outcome_s", "scoring+aggregating"),
-        )
-        if spent[key]
-    ]
-    return "median per peer: " + ", ".join(parts) if parts else ""
+        recorded = fed.peer_timings(p.index)
+        if round_id in recorded and max(recorded) > round_id:
+            splits.append(split_of(recorded[round_id]))
+    if not splits:
+        return ""
+    s = summarise(splits)
+    parts = ", ".join(
+        f"{name} {s[name].median:.1f}"
+        for name in ("training", "evaluation", "scoring", "storage", "chain", "waiting")
+    )
+    return (
+        f"median per peer ({len(splits)} of {len(fed.processes)}), seconds: {parts}; "
+        f"protocol overhead {s['overhead_share'].median:.1%} of {s['total'].median:.1f} s"
+        f" ({s['transactions'].median:.0f} transactions, {s['gas'].median:,.0f} gas)"
+    )
 
 
 def round_report(fed: LocalFederation, round_id: int) -> RoundReport:

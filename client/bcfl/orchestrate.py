@@ -30,6 +30,7 @@ from bcfl.chain.reverts import default_decoder
 from bcfl.chain.transactions import TxSender
 from bcfl.chain.wallet import new_keystore
 from bcfl.errors import BcflError
+from bcfl.node.timing import RoundTimes, read_timings
 
 PASSWORD_ENV = "BCFL_PEER_PASSWORD"
 
@@ -158,6 +159,10 @@ class LocalFederation:
             shared = self.spec.workdir / "store"
             self.storage_urls = [f"embedded:{shared}"] * (self.spec.peers + 1)
 
+    def peer_dir(self, index: int) -> Path:
+        """Peer `index`'s data folder (journal, timings, lock)."""
+        return self.spec.workdir / "peers" / f"peer{index}"
+
     def storage_spec(self, index: int) -> str:
         return self.storage_urls[index]
 
@@ -196,7 +201,7 @@ class LocalFederation:
             "deployment": str(self.deployment_path),
             "keystore": str(p.keystore),
             "password_env": PASSWORD_ENV,
-            "data_dir": str(spec.workdir / "peers" / f"peer{p.index}"),
+            "data_dir": str(self.peer_dir(p.index)),
             "storage": self.storage_spec(p.index),
             "model": spec.model,
             "role": p.role,
@@ -272,6 +277,21 @@ class LocalFederation:
             except ValueError:
                 continue
         return records
+
+    def peer_timings(self, index: int) -> dict[int, RoundTimes]:
+        """The per-round phase times peer `index` has recorded so far (see bcfl.node.timing)."""
+        return read_timings(self.peer_dir(index))
+
+    def wait_for_timings(self, round_id: int, *, timeout: float) -> list[int]:
+        """Wait until every peer has moved past `round_id` (so its record of it is complete);
+        return the peers that have, which is all of them unless `timeout` ran out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [p.index for p in self.processes if max(self.peer_timings(p.index), default=0) > round_id]
+            if len(done) == len(self.processes) or time.monotonic() >= deadline:
+                return done
+            self._check_alive()
+            time.sleep(0.5)
 
     # -- tear-down ----------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def test_nested_phases_count_exclusively_and_the_rest_is_other(tmp_path: Path) -
     rec = PhaseRecorder(tmp_path / "timings.json", clock=clock)
     clock.tick(7)  # start-up
     with rec.step() as step:
-        step.round = 1
+        step.serves(1)
         clock.tick(0.5)  # outside any phase: other
         with rec.phase("scoring"):
             clock.tick(2)
@@ -60,18 +60,18 @@ def test_idle_steps_and_pauses_count_as_waiting_of_their_round(tmp_path: Path) -
     clock = FakeClock()
     rec = PhaseRecorder(tmp_path / "timings.json", clock=clock)
     with rec.step() as step:
-        step.round = 1
+        step.serves(1)
         with rec.phase("training"):
             clock.tick(10)
     clock.tick(0.5)  # the loop's sleep after a step: still round 1
     with rec.step() as step:
-        step.round = 1
+        step.serves(1)
         with rec.phase("chain"):  # a poll that found nothing to do
             clock.tick(0.1)
         step.idle = True
     clock.tick(0.4)
     with rec.step() as step:
-        step.round = 2
+        step.serves(2)
         with rec.phase("training"):
             clock.tick(3)
     one = rec.rounds[1].seconds
@@ -85,7 +85,7 @@ def test_a_failed_step_keeps_its_phases_and_the_round_it_served(tmp_path: Path) 
     clock = FakeClock()
     rec = PhaseRecorder(None, clock=clock)
     with pytest.raises(RuntimeError), rec.step() as step:
-        step.round = 3
+        step.serves(3)
         with rec.phase("storage"):
             clock.tick(2)
             raise RuntimeError("daemon down")
@@ -141,10 +141,26 @@ def test_timed_storage_counts_calls_as_storage(tmp_path: Path) -> None:
 
     store = TimedStorage(SlowStore(tmp_path), rec)
     with rec.step() as step:
-        step.round = 1
+        step.serves(1)
         with rec.phase("scoring"):
             cid = store.put(b"votes")
             clock.tick(1)
     assert store.get(cid) == b"votes" and store.has(cid)
     assert rec.rounds[1].seconds["storage"] == pytest.approx(2)
     assert rec.rounds[1].seconds["scoring"] == pytest.approx(1)
+
+
+def test_entering_a_new_round_saves_the_finished_one_before_the_step_ends(tmp_path: Path) -> None:
+    clock = FakeClock()
+    rec = PhaseRecorder(tmp_path / "timings.json", clock=clock)
+    with rec.step() as step:
+        step.serves(1)
+        with rec.phase("training"):
+            clock.tick(5)
+    clock.tick(2)
+    with rec.step() as step:
+        step.serves(2)
+        # A node stopped here (mid-training for round 2) has round 1 on disk, its last pause included.
+        saved = read_timings(tmp_path)
+        assert saved[1].seconds["waiting"] == pytest.approx(2)
+        assert saved[1].seconds["training"] == pytest.approx(5)

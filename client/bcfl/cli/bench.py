@@ -98,5 +98,39 @@ def audit(
     err_console.print(table)
 
 
+@bench_app.command("round")
+def round_split(
+    model: Annotated[str, typer.Option(help="tiny (about a minute) or smollm2")] = "tiny",
+    peers: Annotated[int, typer.Option(help="Peer processes (the last one an attacker)")] = 5,
+    rounds: Annotated[int, typer.Option(help="Asynchronous rounds to run")] = 3,
+    attack: Annotated[str, typer.Option(help="The attacker's behaviour")] = "sign-flip",
+    ipfs: Annotated[
+        bool, typer.Option(help="One js-ipfs daemon per peer instead of the embedded store")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Results folder")] = Path("results/round"),
+) -> None:
+    """Wall time of a round split into training, evaluation, scoring, storage, chain and waiting,
+    per peer process, with the protocol overhead's share and transactions and gas per peer."""
+    from bcfl.experiments.results import ResultLog
+    from bcfl.node.round_bench import as_records, markdown, peer_table, run_round_bench
+
+    command = f"bcfl bench round --model {model} --peers {peers} --rounds {rounds}"
+    if attack != "sign-flip":
+        command += f" --attack {attack}"
+    if ipfs:
+        command += " --ipfs"
+    result = run_round_bench(
+        model=model, peers=peers, rounds=rounds, out=out, attack=attack, ipfs=ipfs, command=command
+    )
+    log = ResultLog(out, command=command)
+    records = as_records(result)
+    for record in records:
+        log.append(record)
+    (out / "round_split.json").write_text(json.dumps(records[-1], indent=1, default=str), encoding="utf-8")
+    table = markdown(result)
+    (out / "table.md").write_text(table + "\nPer peer and round:\n\n" + peer_table(result), encoding="utf-8")
+    err_console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -140,7 +140,7 @@ class PeerNode:
         """Do the one next thing this peer owes the federation; return what it did."""
         with self.timer.step() as record:
             current = self.fed.current_round()
-            record.round = current
+            record.serves(current)
             did = self._step(current)
             record.idle = did in IDLE_STEPS
             return did

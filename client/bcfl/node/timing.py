@@ -59,8 +59,16 @@ class RoundTimes:
 class Step:
     """One pass of the loop: which round it served and whether it did anything."""
 
+    recorder: PhaseRecorder
     round: int | None = None
     idle: bool = False
+
+    def serves(self, round_id: int) -> None:
+        """This step works for `round_id`; a new round saves the finished ones at once, so a node
+        stopped in the middle of its next (long) step has still left them on disk."""
+        self.round = round_id
+        if round_id != self.recorder.last_round:
+            self.recorder.save()
 
 
 class PhaseRecorder:
@@ -72,7 +80,7 @@ class PhaseRecorder:
         self.rounds: dict[int, RoundTimes] = {}
         self.startup_s: float | None = None
         self._created = clock()
-        self._last_round = 0
+        self.last_round = 0
         self._last_end: float | None = None
         # The open step's phase totals, and the stack of open phases (name, started, nested time).
         self._step: dict[str, float] | None = None
@@ -102,25 +110,25 @@ class PhaseRecorder:
         if self._step is not None:
             self._step_tx.append(gas)
         else:
-            self._round(self._last_round).transactions += 1
-            self._round(self._last_round).gas += gas
+            self._round(self.last_round).transactions += 1
+            self._round(self.last_round).gas += gas
 
     @contextmanager
     def step(self) -> Iterator[Step]:
-        """One pass of the loop; set `.round` once known and `.idle` if nothing was done."""
+        """One pass of the loop; call `.serves(round)` once known, set `.idle` if nothing was done."""
         started = self.clock()
         if self._last_end is None:
             self.startup_s = started - self._created
         else:
-            self._round(self._last_round).seconds["waiting"] += started - self._last_end
+            self._round(self.last_round).seconds["waiting"] += started - self._last_end
         self._step, self._step_tx = dict.fromkeys(WORK_PHASES, 0.0), []
-        record = Step()
+        record = Step(self)
         try:
             yield record
         finally:
             ended = self.clock()
             spent, self._step = self._step, None
-            round_id = self._last_round if record.round is None else record.round
+            round_id = self.last_round if record.round is None else record.round
             times = self._round(round_id)
             if record.idle:
                 times.seconds["waiting"] += ended - started
@@ -130,8 +138,8 @@ class PhaseRecorder:
                 times.seconds["other"] += max(0.0, (ended - started) - sum(spent.values()))
             times.transactions += len(self._step_tx)
             times.gas += sum(self._step_tx)
-            moved = round_id != self._last_round
-            self._last_round, self._last_end = round_id, ended
+            moved = round_id != self.last_round
+            self.last_round, self._last_end = round_id, ended
             if moved or not record.idle:
                 self.save()
 
@@ -139,7 +147,7 @@ class PhaseRecorder:
         if self._step is not None:
             self._step[name] += seconds
         else:  # outside the loop (start-up, tests calling the work directly)
-            self._round(self._last_round).seconds[name] += seconds
+            self._round(self.last_round).seconds[name] += seconds
 
     def _round(self, round_id: int) -> RoundTimes:
         return self.rounds.setdefault(round_id, RoundTimes())
