@@ -192,6 +192,16 @@ class PeerNode:
         except ContractRevert as exc:
             if exc.name in ("FederationWrongRoundStatus", "FederationNotCurrentRound"):
                 return "round_moved"
+            if exc.name == "FederationAlreadySubmitted":  # sent by an earlier life of this key
+                self._forget_pending(current)
+                return "round_moved"
+            if exc.name == "FederationUpdateTooStale":
+                # The contract will never take this update: drop it and train afresh, not retry forever.
+                log.warning("update %s refused by the contract: %s; training a new one", pending.cid, exc)
+                self.journal.pending = None
+                self._save()
+                self._emit("update_refused", round=current, cid=pending.cid, error=exc.name)
+                return "update_refused"
             raise
         self.journal.pending = None
         self.journal.submitted_rounds.append(current)
@@ -344,10 +354,14 @@ class PeerNode:
                 time.sleep(poll_interval)
 
     def _describe(self, exc: Exception) -> str:
-        """One line on why a step failed; an unreachable chain named by its URL."""
-        if isinstance(exc, BcflError):
-            return str(exc)
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            url = getattr(self.fed.w3.provider, "endpoint_uri", "the chain RPC")
-            return f"chain RPC {url} is not answering ({type(exc).__name__})"
-        return f"{type(exc).__name__}: {exc}"
+        """One line on why a step failed; an unreachable chain is named by its URL."""
+        from bcfl.storage.errors import StorageError  # its daemon client also speaks HTTP
+
+        reason = str(exc) if isinstance(exc, BcflError) else f"{type(exc).__name__}: {exc}"
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(exc, StorageError):
+            if isinstance(cause, (requests.ConnectionError, requests.Timeout)):
+                url = getattr(self.fed.w3.provider, "endpoint_uri", "the chain RPC")
+                return f"chain RPC {url} is not answering: {reason}"
+            cause = cause.__cause__ or cause.__context__
+        return reason
