@@ -23,16 +23,26 @@ Why a colluding ring (members vote 1 for each other, 0 for everyone else) does n
 4. The score is the mean of the votes weighted by the voters' trust, so an honest update
    evaluated by a ring member as well as by honest voters is not dragged down by the ring.
 
-Determinism: nodes are ordered by lower-cased address, every sum runs in that order with
-`math.fsum` (exactly rounded), powers are integer, and no BLAS is involved, so the same votes
-give bit-identical scores on any platform and whatever order the inputs arrive in.
+Determinism: nodes are ordered by lower-cased address, every sum is exactly rounded (the value
+`math.fsum` gives, whatever the order of its terms), every other operation is one IEEE-754
+operation per element, powers are integer, and no BLAS is involved, so the same votes give
+bit-identical scores on any platform and whatever order the inputs arrive in.
+
+Speed: the arithmetic runs on numpy arrays. Per-node sums use `_GroupSums`, an error-free
+(TwoSum) double-double accumulation that is exact whenever its own check says so and falls back
+to `math.fsum` for the rare group where it is not, so the result is still exactly `math.fsum`'s.
+Timed at 10,000 peers with 16 votes each by `python -m bcfl.trust.bench --out DIR`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
 
 from bcfl.errors import BcflError
 from bcfl.trust.votes import RejectedVotes, VoteFile
@@ -126,6 +136,131 @@ def canonical(addresses: Sequence[str]) -> list[str]:
     return [unique[k] for k in sorted(unique)]
 
 
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.intp]
+
+_NARROW = 32  # groups with more terms than this are summed by math.fsum one at a time
+
+
+class _GroupSums:
+    """Exactly rounded sums of an entry array's values per group: the value `math.fsum` gives.
+
+    Groups of up to `_NARROW` entries are summed side by side along a TwoSum chain that keeps
+    the running sum s and the sum e of its rounding errors, each error itself found exactly.
+    While every addition into e is exact too (the chain checks), s + e equals the exact sum, so
+    the one rounded addition s + e is the correctly rounded sum, as `math.fsum` returns. Groups
+    that fail that check, reach a non-finite value, or hold more entries go through `math.fsum`.
+    """
+
+    def __init__(self, group: Ints, n_groups: int) -> None:
+        self.n = n_groups
+        self.nnz = len(group)
+        self.order: Ints = np.argsort(group, kind="stable").astype(np.intp)
+        counts = np.bincount(group, minlength=n_groups)
+        self.starts: Ints = np.zeros(n_groups + 1, dtype=np.intp)
+        np.cumsum(counts, out=self.starts[1:])
+        sorted_group = group[self.order]
+        rank = np.arange(self.nnz, dtype=np.intp) - self.starts[sorted_group]
+        narrow = counts <= _NARROW
+        self.wide = [int(g) for g in np.flatnonzero(~narrow)]
+        width = int(counts[narrow].max()) if self.nnz and narrow.any() else 0
+        keep = narrow[sorted_group]
+        # slot[p, g]: the entry at position p of group g, or nnz (a padding zero)
+        self.slot: Ints = np.full((width, n_groups), self.nnz, dtype=np.intp)
+        self.slot[rank[keep], sorted_group[keep]] = self.order[keep]
+
+    def spread(self, values: Floats) -> Floats:
+        """The narrow groups' values as a (width, groups) matrix padded with zeros."""
+        padded = np.zeros(self.nnz + 1)
+        padded[: self.nnz] = values
+        out: Floats = padded[self.slot]
+        return out
+
+    def sums(self, values: Floats) -> Floats:
+        return self.sum_spread(self.spread(values), lambda: values)
+
+    def sum_spread(self, m: Floats, values: Callable[[], Floats]) -> Floats:
+        """Group sums from `spread(v)` (computed by the caller), with `values()` giving v itself."""
+        n = self.n
+        s, e, s1, e1 = np.zeros(n), np.zeros(n), np.empty(n), np.empty(n)
+        b, tmp, err = np.empty(n), np.empty(n), np.empty(n)
+        lost = np.empty_like(m)  # the rounding error of each addition into e: zero when exact
+        for p in range(m.shape[0]):
+            x = m[p]
+            # TwoSum: s + x == s1 + err exactly
+            np.add(s, x, out=s1)
+            np.subtract(s1, s, out=b)
+            np.subtract(s1, b, out=tmp)
+            np.subtract(s, tmp, out=tmp)
+            np.subtract(x, b, out=err)
+            np.add(tmp, err, out=err)
+            # TwoSum again: e + err == e1 + lost[p] exactly
+            np.add(e, err, out=e1)
+            np.subtract(e1, e, out=b)
+            np.subtract(e1, b, out=tmp)
+            np.subtract(e, tmp, out=tmp)
+            np.subtract(err, b, out=b)
+            np.add(tmp, b, out=lost[p])
+            s, s1 = s1, s
+            e, e1 = e1, e
+        out: Floats = s + e
+        inexact = np.any(lost != 0.0, axis=0) if len(m) else np.zeros(n, dtype=bool)
+        for g in np.flatnonzero(inexact | ~np.isfinite(out)).tolist():
+            out[g] = math.fsum(m[:, g].tolist())  # padding zeros leave an fsum unchanged
+        if self.wide:
+            v = values()
+            for g in self.wide:
+                out[g] = math.fsum(v[self.order[self.starts[g] : self.starts[g + 1]]].tolist())
+        return out
+
+
+def _pagerank(
+    raw_p: Floats,
+    src: Ints,
+    weight: Floats,
+    capacity: Floats | None,
+    by_src: _GroupSums,
+    by_dst: _GroupSums,
+    *,
+    damping: float,
+    max_iterations: int,
+    tolerance: float,
+) -> Floats:
+    """The power iteration of `personalised_pagerank` on arrays (entries: src -> dst, weight)."""
+    n = len(raw_p)
+    total_p = math.fsum(raw_p.tolist())
+    p = raw_p / total_p if total_p > 0 else np.full(n, 1.0 / n)
+    denom = by_src.sums(weight)
+    if capacity is not None:
+        denom = np.maximum(denom, capacity)
+    # A zero-weight entry passes nothing; a positive weight implies a positive denominator.
+    row_weight = weight / np.where(denom > 0, denom, 1.0)[src]
+    # Each iteration gathers t along the edges straight into the receivers' spread matrix:
+    # slot n of t_ext is a zero that the padding (source n, weight 0) reads.
+    src_m = np.append(src, n)[by_dst.slot]
+    weight_m = by_dst.spread(row_weight)
+    t_ext = np.zeros(n + 1)
+    t = p.copy()
+    for _ in range(max_iterations):
+        t_ext[:n] = t
+        m = t_ext[src_m]
+        m *= weight_m
+        flow = by_dst.sum_spread(m, partial(_flows, t, src, row_weight))
+        leftover = 1.0 - math.fsum(flow.tolist())  # mass not passed along an edge returns to p
+        new = (1.0 - damping) * p + damping * (flow + leftover * p)
+        new = new / math.fsum(new.tolist())
+        change = math.fsum(np.abs(new - t).tolist())
+        t = new
+        if change < tolerance:
+            break
+    return t
+
+
+def _flows(t: Floats, src: Ints, row_weight: Floats) -> Floats:
+    out: Floats = t[src] * row_weight
+    return out
+
+
 def personalised_pagerank(
     nodes: Sequence[str],
     edges: Mapping[tuple[str, str], float],
@@ -136,7 +271,7 @@ def personalised_pagerank(
     max_iterations: int = 200,
     tolerance: float = 1e-12,
 ) -> dict[str, float]:
-    """Personalised PageRank by power iteration, in pure Python floats, in canonical node order.
+    """Personalised PageRank by power iteration, in canonical node order, every sum exact.
 
     Row v of the transition matrix is w(v, u) / max(sum_u w(v, u), capacity[v]); whatever mass a
     row leaves (all of it for a node without out-edges) jumps to the personalisation vector.
@@ -153,41 +288,33 @@ def personalised_pagerank(
     raw_p = [float(personalisation.get(node, 0.0)) for node in order]
     if any(x < 0 or not math.isfinite(x) for x in raw_p):
         raise TrustError("personalisation weights must be finite and >= 0")
-    total_p = math.fsum(raw_p)
-    p = [x / total_p for x in raw_p] if total_p > 0 else [1.0 / n] * n
-
-    out: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (src, dst), w in sorted(edges.items(), key=lambda e: (e[0][0].lower(), e[0][1].lower())):
+    src: list[int] = []
+    dst: list[int] = []
+    weight: list[float] = []
+    for (a, b), w in sorted(edges.items(), key=lambda e: (e[0][0].lower(), e[0][1].lower())):
         if w < 0 or not math.isfinite(w):
-            raise TrustError(f"edge {src} -> {dst} has weight {w}; weights must be finite and >= 0")
-        if src not in index or dst not in index:
-            raise TrustError(f"edge {src} -> {dst} names a node not in the graph")
+            raise TrustError(f"edge {a} -> {b} has weight {w}; weights must be finite and >= 0")
+        if a not in index or b not in index:
+            raise TrustError(f"edge {a} -> {b} names a node not in the graph")
         if w > 0:
-            out[index[src]].append((index[dst], w))
-    rows: list[list[tuple[int, float]]] = []
-    for i, targets in enumerate(out):
-        denom = math.fsum(w for _, w in targets)
-        if capacity is not None:
-            denom = max(denom, float(capacity.get(order[i], 0.0)))
-        rows.append([(j, w / denom) for j, w in targets] if denom > 0 else [])
-    # Incoming lists per node in canonical source order, so every sum has a fixed order.
-    incoming: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for i, row in enumerate(rows):
-        for j, w in row:
-            incoming[j].append((i, w))
-
-    t = list(p)
-    for _ in range(max_iterations):
-        flow = [math.fsum(t[i] * w for i, w in incoming[j]) for j in range(n)]
-        leftover = 1.0 - math.fsum(flow)  # mass not passed along an edge returns to p
-        new = [(1.0 - damping) * p[j] + damping * (flow[j] + leftover * p[j]) for j in range(n)]
-        s = math.fsum(new)
-        new = [x / s for x in new]
-        change = math.fsum(abs(a - b) for a, b in zip(new, t, strict=True))
-        t = new
-        if change < tolerance:
-            break
-    return {order[i]: t[i] for i in range(n)}
+            src.append(index[a])
+            dst.append(index[b])
+            weight.append(float(w))
+    src_a = np.array(src, dtype=np.intp)
+    dst_a = np.array(dst, dtype=np.intp)
+    cap = None if capacity is None else np.array([float(capacity.get(node, 0.0)) for node in order])
+    t = _pagerank(
+        np.array(raw_p),
+        src_a,
+        np.array(weight, dtype=np.float64),
+        cap,
+        _GroupSums(src_a, n),
+        _GroupSums(dst_a, n),
+        damping=damping,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
+    )
+    return dict(zip(order, t.tolist(), strict=True))
 
 
 def _prior(address: str, standing: Standing | None, pretrusted: set[str], config: TrustConfig) -> float:
@@ -229,56 +356,90 @@ def score_round(inputs: RoundVotes, config: TrustConfig | None = None) -> RoundS
         submitters + [vf.voter for vf in by_voter.values()] + [r.voter for r in inputs.rejected]
     )
     name = {n.lower(): n for n in nodes}
+    at = {n.lower(): i for i, n in enumerate(nodes)}
     standing = {a.lower(): s for a, s in inputs.standing.items()}
     pretrusted = {a.lower() for a in inputs.pretrusted}
 
-    # votes[voter_key] = [(candidate_key, value)] in canonical candidate order; unknown peers dropped
-    votes: dict[str, list[tuple[str, float]]] = {}
-    for key in sorted(by_voter):
-        vs = sorted(((v.peer.lower(), float(v.value)) for v in by_voter[key].votes), key=lambda x: x[0])
-        votes[key] = [(c, x) for c, x in vs if c in sub_keys and c != key]
-    prior = {k: (0.0 if k in penalised else _prior(k, standing.get(k), pretrusted, config)) for k in votes}
-    if votes and math.fsum(prior.values()) == 0.0:
-        prior = dict.fromkeys(votes, 1.0)  # nobody has standing yet: every valid voter alike
+    voter_keys = sorted(by_voter)
+    prior = {
+        k: (0.0 if k in penalised else _prior(k, standing.get(k), pretrusted, config)) for k in voter_keys
+    }
+    if voter_keys and math.fsum(prior.values()) == 0.0:
+        prior = dict.fromkeys(voter_keys, 1.0)  # nobody has standing yet: every valid voter alike
 
-    received: dict[str, list[tuple[str, float]]] = {s: [] for s in sub_keys}
-    for voter_key, vs in votes.items():
-        for c, x in vs:
-            received[c].append((voter_key, x))
+    if not nodes:
+        return RoundScores(round=inputs.round, scores={}, trust={}, agreement={})
 
-    agreement = dict.fromkeys(votes, 1.0)
-    trust: dict[str, float] = {}
-    consensus: dict[str, float | None] = {}
+    # One entry per valid vote: voter (src) -> candidate (dst) with its value. Votes for a peer
+    # that did not submit (or for the voter itself) are dropped. Entry order does not matter:
+    # every sum below is exactly rounded.
+    n = len(nodes)
+    spelt = {**at, **{s: at[s.lower()] for s in nodes}}
+    src_list: list[int] = []
+    dst_list: list[int] = []
+    value_list: list[float] = []
+    for key in voter_keys:
+        cast = by_voter[key].votes
+        src_list += [at[key]] * len(cast)
+        dst_list += [spelt.get(v.peer, -1) for v in cast]
+        value_list += [float(v.value) for v in cast]
+    missing = [j for j, d in enumerate(dst_list) if d < 0]
+    if missing:  # an unusual spelling of a node's address, or not a node at all
+        peers = [v.peer for key in voter_keys for v in by_voter[key].votes]
+        for j in missing:
+            dst_list[j] = at.get(peers[j].lower(), -1)
+    src_all = np.array(src_list, dtype=np.intp)
+    dst_all = np.array(dst_list, dtype=np.intp)
+    is_submitter = np.zeros(n + 1, dtype=bool)  # index -1 (not a node) lands on the extra False
+    is_submitter[[at[k] for k in sub_keys]] = True
+    keep = is_submitter[dst_all] & (dst_all != src_all)
+    src = src_all[keep]
+    dst = dst_all[keep]
+    value = np.array(value_list, dtype=np.float64)[keep]
+    voters = np.array([at[v] for v in voter_keys], dtype=np.intp)
+    prior_of = np.zeros(n)
+    prior_of[voters] = [prior[v] for v in voter_keys]
+    capacity = np.bincount(src, minlength=n).astype(np.float64)
+    by_src = _GroupSums(src, n)
+    by_dst = _GroupSums(dst, n)
+
+    agreement = np.ones(n)
+    trust: Floats = np.zeros(n)
+    consensus: Floats = np.zeros(n)  # NaN: no consensus (no trusted vote received)
     for step in range(config.agreement_rounds + 1):
-        edges = {
-            (name[v], name[c]): agreement[v] * x
-            for v, vs in votes.items()
-            for c, x in vs
-            if agreement[v] * x > 0
-        }
-        trust = personalised_pagerank(
-            nodes,
-            edges,
-            {name[v]: prior[v] * agreement[v] for v in votes},
+        trust = _pagerank(
+            prior_of * agreement,
+            src,
+            agreement[src] * value,
+            capacity,
+            by_src,
+            by_dst,
             damping=config.damping,
-            capacity={name[v]: float(len(vs)) for v, vs in votes.items()},
             max_iterations=config.max_iterations,
             tolerance=config.tolerance,
         )
-        consensus = {c: _weighted_mean(received[c], trust, name) for c in sorted(sub_keys)}
+        weight = trust[src]
+        total = by_dst.sums(weight)
+        consensus = by_dst.sums(weight * value) / np.where(total > 0.0, total, np.nan)
         if step == config.agreement_rounds:
             break
-        for v, vs in votes.items():
-            errors = [abs(x - cs) for c, x in vs if (cs := consensus[c]) is not None]
-            base = 1.0 - math.fsum(errors) / len(errors) if errors else 1.0
-            agreement[v] = _ipow(max(base, 0.0), config.agreement_power)
+        cs = consensus[dst]
+        known = ~np.isnan(cs)
+        errors = by_src.sums(np.where(known, np.abs(value - np.where(known, cs, 0.0)), 0.0))
+        counted = np.bincount(src[known], minlength=n).astype(np.float64)
+        base = np.where(counted > 0, 1.0 - errors / np.where(counted > 0, counted, 1.0), 1.0)
+        agreement[voters] = _ipow(np.maximum(base, 0.0), config.agreement_power)[voters]
 
+    n_received = np.bincount(dst, minlength=n).tolist()
+    trust_of = dict(zip(nodes, trust.tolist(), strict=True))
+    means = consensus.tolist()
     scores: dict[str, PeerScore] = {}
     for key in sorted(sub_keys):
         peer = sub_keys[key]
-        mean = consensus.get(key)
-        n_votes = len(received[key])
-        if mean is None:
+        i = at[key]
+        mean = means[i]
+        n_votes = n_received[i]
+        if math.isnan(mean):
             score = 0.0
             reason = "no valid votes from trusted voters" if n_votes else "no valid votes"
         else:
@@ -289,29 +450,20 @@ def score_round(inputs: RoundVotes, config: TrustConfig | None = None) -> RoundS
             reason += f"; score cut by {config.vote_penalty:g} for a rejected vote file"
         ppm = min(PPM, max(0, round(score * PPM)))
         scores[peer] = PeerScore(
-            peer=peer, score=score, ppm=ppm, votes=n_votes, trust=trust[name[key]], reason=reason
+            peer=peer, score=score, ppm=ppm, votes=n_votes, trust=trust_of[name[key]], reason=reason
         )
+    final_agreement = agreement.tolist()
     return RoundScores(
         round=inputs.round,
         scores=scores,
-        trust=trust,
-        agreement={name[v]: a for v, a in agreement.items()},
+        trust=trust_of,
+        agreement={name[v]: final_agreement[at[v]] for v in voter_keys},
         penalised={name[k]: why for k, why in sorted(penalised.items())},
     )
 
 
-def _weighted_mean(
-    received: list[tuple[str, float]], trust: Mapping[str, float], name: Mapping[str, str]
-) -> float | None:
-    weights = [trust[name[v]] for v, _ in received]
-    total = math.fsum(weights)
-    if total <= 0.0:
-        return None
-    return math.fsum(w * x for w, (_, x) in zip(weights, received, strict=True)) / total
-
-
-def _ipow(x: float, k: int) -> float:
-    out = 1.0
+def _ipow(x: Floats, k: int) -> Floats:
+    out = np.ones_like(x)
     for _ in range(k):
-        out *= x
+        out = out * x
     return out
