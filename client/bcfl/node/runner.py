@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from types import FrameType
 
+from web3.types import RPCEndpoint
+
 from bcfl.chain.connection import connect
 from bcfl.chain.deployment import open_federation
 from bcfl.chain.reverts import default_decoder
@@ -43,6 +45,10 @@ def run_node(conf: NodeConfig) -> None:
     with DataDirLock(conf.data_dir):
         _claim_data_dir(conf.data_dir, account.address)
         w3 = connect(conf.rpc)
+        # web3 re-asks the chain id before every call and gas estimate (its validation step):
+        # two extra requests per read, most of a peer's chain time. An endpoint's id is fixed.
+        w3.provider.cache_allowed_requests = True
+        w3.provider.cacheable_requests = {RPCEndpoint("eth_chainId")}
         time_chain(w3, timer)
         sender = TxSender(w3, account, default_decoder())
         _, fed = open_federation(w3, conf.deployment, sender=sender)
