@@ -17,6 +17,7 @@ from bcfl.trust.votes import (
     encode_votes,
     parse_votes,
     vote_value,
+    vote_values,
 )
 
 V = "0xAaAa000000000000000000000000000000000001"
@@ -135,3 +136,56 @@ def test_vote_value_mapping() -> None:
     assert vote_value(2.0, 1e308) < 1e-300
     with pytest.raises(ValueError, match="scale"):
         vote_value(1.0, 1.0, scale=0)
+
+
+def _logistic(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_vote_rule_judges_against_the_median_update_when_updates_help() -> None:
+    # median 1.9 < base 2.0: the bar is the typical update; 2.5 is far above it
+    got = vote_values(2.0, [1.8, 1.9, 2.5], scale=0.005, tolerance=0.015)
+    assert got[1] == pytest.approx(_logistic(3.0))  # at the reference: tolerance / scale
+    assert got[0] == pytest.approx(_logistic((0.05 + 0.015) / 0.005))
+    assert got[2] < 1e-20
+
+
+def test_vote_rule_tolerates_the_non_iid_harm_of_honest_updates() -> None:
+    # every update raises this voter's loss a little (other shards): all stay above 0.5
+    got = vote_values(2.0, [2.02, 2.03, 2.025], scale=0.005, tolerance=0.015)
+    assert got[0] == pytest.approx(_logistic(1.0))
+    assert all(v > 0.5 for v in got)
+    # the plain curve against the base would have voted every one of them below 0.5
+    assert all(vote_value(2.0, x) < 0.5 for x in (2.02, 2.03, 2.025))
+
+
+def test_attackers_holding_the_median_cannot_raise_the_bar() -> None:
+    # k = 3 with two attackers: the median is an attacker's loss, the base still caps the bar
+    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015)
+    assert honest == pytest.approx(_logistic(5.0))
+    assert a1 < 1e-10 and a2 < 1e-10
+
+
+def test_vote_rule_edge_cases() -> None:
+    # a resubmitted base changes nothing: exactly the base loss gets 0
+    assert vote_values(2.0, [2.0, 1.9, 1.95])[0] == 0.0
+    # non-finite losses get 0 and stay out of the median (median of 1.9, 2.1 is 2.0 = base)
+    got = vote_values(2.0, [math.nan, 1.9, 2.1, math.inf], scale=0.005, tolerance=0.015)
+    assert got[0] == 0.0 and got[3] == 0.0
+    assert got[1] == pytest.approx(_logistic((0.05 + 0.015) / 0.005))
+    # one finite loss: the base is the reference
+    assert vote_values(2.0, [1.97], scale=0.005, tolerance=0.015) == [pytest.approx(_logistic(6.0))]
+    assert vote_values(math.inf, [1.0, 1.2]) == [0.5, 0.5]
+    assert vote_values(2.0, []) == []
+    assert vote_values(2.0, [1e308, 1.0])[0] < 1e-300  # no overflow
+    with pytest.raises(ValueError, match="scale"):
+        vote_values(1.0, [1.0], scale=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        vote_values(1.0, [1.0], tolerance=-0.1)
+
+
+def test_vote_rule_is_order_free_and_deterministic() -> None:
+    losses = [2.013, 1.987, 2.2, 1.999]
+    got = vote_values(2.0, losses)
+    again = vote_values(2.0, list(reversed(losses)))
+    assert got == list(reversed(again))

@@ -29,7 +29,7 @@ from bcfl.learning.task import TaskConfig
 from bcfl.learning.train import TrainConfig, train_update
 from bcfl.node.config import NodeConfig
 from bcfl.trust import attacks
-from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_value
+from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
 
 log = logging.getLogger("bcfl.node")
 
@@ -145,21 +145,26 @@ class Learner:
         all_peers: list[str],
         attack: str | None,
     ) -> bytes:
-        """Evaluate each candidate update against the base on this peer's validation slice."""
+        """Evaluate each candidate update on this peer's validation slice and vote with the
+        protocol's rule (`bcfl.trust.votes.vote_values`: against the better of the base and
+        this voter's median candidate); an update that cannot be loaded gets 0."""
         base_metrics = self._metrics(adapters.from_files(base_files, self.base, expect=self.spec))
-        votes = []
+        measured: list[Metrics] = []
         for sub, files, problem in candidates:
             metrics = Metrics(loss=float("inf"), accuracy=None)
-            value = 0.0
             if files is not None:
                 try:
                     metrics = self._metrics(adapters.from_files(files, self.base, expect=self.spec))
-                    value = vote_value(base_metrics.loss, metrics.loss)
                 except BcflError as exc:
                     problem = str(exc)
             if problem:
                 log.warning("round %d: update of %s gets vote 0: %s", round_id, sub.peer, problem)
-            votes.append(Vote(peer=sub.peer, cid=sub.cid, value=value, metrics=metrics))
+            measured.append(metrics)
+        values = vote_values(base_metrics.loss, [m.loss for m in measured])
+        votes = [
+            Vote(peer=sub.peer, cid=sub.cid, value=value, metrics=metrics)
+            for (sub, _, _), value, metrics in zip(candidates, values, measured, strict=True)
+        ]
         examples = min(self.conf.eval_examples, len(self.validation))
         document = VoteFile(
             round=round_id, voter=voter, base=base_metrics, votes=tuple(votes), examples=examples

@@ -13,7 +13,9 @@ not trust. Example (pretty-printed; the real file has no whitespace):
 
 `base` holds the voter's metrics of the round's base model on its validation slice, each vote
 the metrics of base + that update on the same slice, and `value` the vote in [0, 1] derived
-from them by `vote_value`. Accuracy may be null where the evaluation has none.
+from them by the protocol's rule `vote_values` (each update against the better of the base
+and the voter's median update; `vote_value` is the plain "against the base" curve). Accuracy
+may be null where the evaluation has none.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class VoteFile:
 
 
 def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> float:
-    """Turn "loss of base + update" against "loss of base" into a vote in [0, 1].
+    """The plain curve: "loss of base + update" against "loss of base" as a vote in [0, 1]
+    (the protocol votes with `vote_values`, which compares against the voter's median update).
 
     The relative improvement r = (base - update) / base goes through a logistic curve with
     width `scale`: vote = 1 / (1 + exp(-r / scale)). So an update that leaves the loss unchanged
@@ -129,6 +132,57 @@ def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> 
     r = (base_loss - update_loss) / base_loss
     z = max(-700.0, min(700.0, r / scale))
     return 1.0 / (1.0 + math.exp(-z))
+
+
+VOTE_SCALE = 0.005  # logistic width of the vote rule, as a share of the base loss
+VOTE_TOLERANCE = 0.015  # how much worse than the reference still counts as fine
+
+
+def vote_values(
+    base_loss: float,
+    losses: Sequence[float],
+    *,
+    scale: float = VOTE_SCALE,
+    tolerance: float = VOTE_TOLERANCE,
+) -> list[float]:
+    """The protocol's vote rule: every update this voter evaluated, judged on the voter's own
+    validation slice against the better of "no update" and "the voter's median update".
+
+    With L_i the loss of base + update i, L0 the base loss and m the median of the finite L_i,
+    the reference is R = min(L0, m) and vote_i = 1 / (1 + exp(-((R - L_i) / L0 + tolerance) /
+    scale)). An update as good as the reference gets logistic(tolerance / scale) (0.95 by
+    default), one `tolerance` (1.5% of the base loss) worse gets 0.5, one 3% worse 0.05.
+    Why this reference: the tolerance absorbs the typical harm an honest update trained on
+    another peer's (non-IID) shard does to this voter's loss, which is what made "better than
+    base" exclude honest peers; the median lowers the bar to the typical update when the
+    updates help this voter; and the min keeps attackers, who raise the loss, from pulling the
+    bar up when they hold the middle of a small sample (k = 3 with two attackers).
+    A non-finite loss, or one equal to the base loss to the last bit (a free-rider
+    resubmitting the base: any real change of the weights moves the loss), gets 0.0, and
+    non-finite losses stay out of the median; with fewer than two finite losses the reference
+    is L0; a non-finite or non-positive base loss gives the neutral 0.5.
+    """
+    if scale <= 0:
+        raise ValueError(f"vote scale must be positive, got {scale}")
+    if tolerance < 0:
+        raise ValueError(f"vote tolerance must be >= 0, got {tolerance}")
+    finite = sorted(x for x in losses if math.isfinite(x))
+    reference = base_loss
+    if len(finite) >= 2:
+        mid = len(finite) // 2
+        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
+        reference = min(base_loss, median)
+    out = []
+    for loss in losses:
+        if not math.isfinite(loss) or loss == base_loss:
+            # Equal to the last bit: the update changed nothing (a resubmitted base).
+            out.append(0.0)
+        elif not math.isfinite(base_loss) or base_loss <= 0:
+            out.append(0.5)
+        else:
+            z = max(-700.0, min(700.0, ((reference - loss) / base_loss + tolerance) / scale))
+            out.append(1.0 / (1.0 + math.exp(-z)))
+    return out
 
 
 def encode_votes(vote_file: VoteFile) -> bytes:
