@@ -164,3 +164,38 @@ def test_entering_a_new_round_saves_the_finished_one_before_the_step_ends(tmp_pa
         saved = read_timings(tmp_path)
         assert saved[1].seconds["waiting"] == pytest.approx(2)
         assert saved[1].seconds["training"] == pytest.approx(5)
+
+
+def test_bench_report_has_medians_overhead_and_every_peer_round() -> None:
+    from bcfl.node.round_bench import PeerRound, RoundBenchResult, as_records, markdown, peer_table
+
+    def times(training: float, chain: float, waiting: float, gas: int) -> RoundTimes:
+        t = RoundTimes(transactions=2, gas=gas)
+        t.seconds.update(training=training, chain=chain, waiting=waiting)
+        return t
+
+    samples = [
+        PeerRound(1, 0, "honest", split_of(times(8, 1, 1, 90_000))),
+        PeerRound(1, 1, "sign-flip", split_of(times(6, 2, 2, 80_000))),
+    ]
+    result = RoundBenchResult(
+        command="bcfl bench round --model tiny --peers 2 --rounds 1",
+        model="tiny",
+        peers=2,
+        rounds=1,
+        quorum=2,
+        storage="embedded",
+        chain_seconds={1: 11.0},
+        samples=samples,
+        missing={},
+        startup_s=[3.0, 5.0],
+    )
+    records = as_records(result)
+    assert [r["kind"] for r in records] == ["peer_round", "peer_round", "summary"]
+    assert records[0]["overhead_share"] == pytest.approx(0.1)
+    assert records[-1]["summary"]["overhead_share"]["median"] == pytest.approx(0.15)
+    text = markdown(result)
+    assert "| training | 7.00 | 6.00-8.00 | 70.0% |" in text
+    assert "15.0% (10.0%-20.0%)" in text
+    assert "median 85,000 (80,000-90,000)" in text and "median 4.0 s (3.0-5.0)" in text
+    assert "| 1 | peer1 | sign-flip | 10.0 |" in peer_table(result)

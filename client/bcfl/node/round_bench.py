@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bcfl.errors import BcflError
-from bcfl.node.timing import OVERHEAD_PHASES, PHASES, Split, Spread, split_of, summarise
+from bcfl.node.timing import OVERHEAD_PHASES, PHASES, Split, Spread, read_startup, split_of, spread, summarise
 
 MODELS = ("tiny", "smollm2")
 
@@ -39,6 +39,7 @@ class RoundBenchResult:
     chain_seconds: dict[int, float]  # round opened -> next round opened, from block timestamps
     samples: list[PeerRound]
     missing: dict[int, list[int]]  # round -> peers whose record of it is incomplete
+    startup_s: list[float]  # per peer: process start to first step
 
     def summary(self) -> dict[str, Spread]:
         return summarise([s.split for s in self.samples])
@@ -68,6 +69,7 @@ def run_round_bench(
     chain_seconds: dict[int, float] = {}
     missing: dict[int, list[int]] = {}
     samples: list[PeerRound] = []
+    startup: list[float] = []
     with LocalFederation(spec) as fed:
         assert fed.federation is not None
         chain = fed.federation
@@ -80,6 +82,9 @@ def run_round_bench(
         roles = {p.index: spec.attackers.get(p.index, "honest") for p in fed.processes}
         for p in fed.processes:
             recorded = fed.peer_timings(p.index)
+            began = read_startup(fed.peer_dir(p.index))
+            if began is not None:
+                startup.append(began)
             for r in range(1, rounds + 1):
                 if r not in recorded or (r == rounds and p.index not in done):
                     missing.setdefault(r, []).append(p.index)
@@ -95,6 +100,7 @@ def run_round_bench(
         chain_seconds=chain_seconds,
         samples=samples,
         missing=missing,
+        startup_s=startup,
     )
 
 
@@ -132,6 +138,7 @@ def as_records(result: RoundBenchResult) -> list[dict[str, Any]]:
             "storage": result.storage,
             "chain_round_s": result.chain_seconds,
             "missing": result.missing,
+            "startup_s": result.startup_s,
             "summary": {k: asdict(v) for k, v in result.summary().items()},
         }
     )
@@ -176,6 +183,13 @@ def markdown(result: RoundBenchResult) -> str:
         f"Transactions per peer per round: median {tx.median:.0f} ({tx.low:.0f}-{tx.high:.0f}); "
         f"gas per peer per round: median {gas.median:,.0f} ({gas.low:,.0f}-{gas.high:,.0f}).\n"
     )
+    if result.startup_s:
+        up = spread(result.startup_s)
+        lines.append(
+            f"Peer start-up before its first step (imports, keystore, model load, join), not in any round: "
+            f"median {up.median:.1f} s ({up.low:.1f}-{up.high:.1f}); "
+            "it is why round 1 lasts longer on the chain.\n"
+        )
     per_round = []
     for r in range(1, result.rounds + 1):
         splits = [s.split for s in result.samples if s.round == r]

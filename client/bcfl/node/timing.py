@@ -182,6 +182,15 @@ def read_timings(data_dir: Path) -> dict[int, RoundTimes]:
     return out
 
 
+def read_startup(data_dir: Path) -> float | None:
+    """Seconds from the node's start to its first step (imports, keystore, model, join)."""
+    try:
+        value = json.loads((data_dir / TIMINGS_FILE).read_text(encoding="utf-8")).get("startup_s")
+    except (OSError, ValueError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 # -- pure summaries ---------------------------------------------------------------------------
 
 
