@@ -70,6 +70,13 @@ def test_async_serverless_rounds_exclude_the_attacker(tmp_path: Path) -> None:
         for r in (1, 2):
             peers = [s.peer for s in chain.submissions(r)]
             assert len(peers) == len(set(peers))
+        # Each node timed its round 1: the gas it recorded covers its submission's receipt.
+        for s in chain.submissions(1):
+            index = next(p.index for p in fed.processes if p.address == s.peer)
+            times = fed.peer_timings(index)[1]
+            receipt = chain.w3.eth.get_transaction_receipt(s.tx_hash)  # type: ignore[arg-type]
+            assert times.transactions >= 1 and times.gas >= int(receipt["gasUsed"])
+            assert times.seconds["chain"] > 0 and times.seconds["storage"] > 0
         _audit(fed, [1, 2])
 
 
