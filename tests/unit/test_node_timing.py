@@ -199,3 +199,28 @@ def test_bench_report_has_medians_overhead_and_every_peer_round() -> None:
     assert "15.0% (10.0%-20.0%)" in text
     assert "median 85,000 (80,000-90,000)" in text and "median 4.0 s (3.0-5.0)" in text
     assert "| 1 | peer1 | sign-flip | 10.0 |" in peer_table(result)
+
+
+def test_demo_line_uses_only_peers_that_finished_the_round() -> None:
+    from types import SimpleNamespace
+
+    from bcfl.demo import _time_split
+
+    def times(training: float, gas: int) -> RoundTimes:
+        t = RoundTimes(transactions=3, gas=gas)
+        t.seconds.update(training=training, chain=1.0, waiting=1.0)
+        return t
+
+    recorded = {
+        0: {1: times(8, 120_000), 2: times(1, 0)},
+        1: {1: times(6, 100_000), 2: times(1, 0)},
+        2: {1: times(50, 0)},  # still in round 1 (a straggler): its record is incomplete
+    }
+    fed = SimpleNamespace(
+        processes=[SimpleNamespace(index=i) for i in recorded],
+        peer_timings=lambda i: recorded[i],
+        wait_for_timings=lambda r, timeout: [0, 1],
+    )
+    line = _time_split(fed, 1)  # type: ignore[arg-type]
+    assert line.startswith("median per peer (2 of 3), seconds: training 7.0, evaluation 0.0")
+    assert "protocol overhead 11.2% of 9.0 s (3 transactions, 110,000 gas)" in line
