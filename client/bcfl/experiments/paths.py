@@ -10,6 +10,13 @@ Strategies: star through a server (1 Gbit/s each way, central position), naive a
 optimised swarming (`bcfl.network.paths`). Peers' links follow `BandwidthModel()` (log-normal
 upload, median 50 Mbit/s, sigma 0.75; download 4x). The star's ratio is taken to the bound of
 the network including its server; the others' to the bound of the peers alone.
+
+Two further entries (`python -m bcfl.experiments.paths OUT --targets` / `--scale`):
+- targets: 64 peers, broadcast, every topology, several seeds: optimised against the bound and
+  against the star at several server capacities (the star's server is an assumption, so its
+  capacity is a parameter of the comparison, never a single number);
+- scale: 100, 1,000 and 10,000 peers on the sparse generated topologies: each strategy's time
+  and ratio to the bound, and the planner's, bound's and simulator's own run times.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 from bcfl.experiments.results import ResultLog, markdown_table
 from bcfl.network.bound import lower_bound
-from bcfl.network.paths import naive_plan, optimised_plan, star_plan
+from bcfl.network.paths import naive_plan, optimised_choice, optimised_plan, star_plan
 from bcfl.network.plan import Plan, Problem, allgather, broadcast
 from bcfl.network.simulator import simulate
 from bcfl.network.topology import MBIT, MESH_MAX_PEERS, BandwidthModel, Topology, generate
@@ -304,7 +311,189 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
     (out_dir / "paths.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+SERVER_MBITS = (100, 300, 1000, 3000, 10000)
+
+
+def run_targets(
+    out_dir: Path, *, seeds: tuple[int, ...] = (0, 1, 2), peers: int = 64
+) -> list[dict[str, Any]]:
+    """The 64-peer targets: optimised / bound, and star / optimised at each server capacity."""
+    log = ResultLog(out_dir, COMMAND + " (targets)")
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        for kind in TOPOLOGIES:
+            topo = generate(kind, peers, seed)
+            problem = broadcast(random.Random(seed).randrange(peers), AGGREGATE, topo.peers)
+            bound = lower_bound(topo, problem)
+            t = time.perf_counter()
+            plan, policy, candidates = optimised_choice(topo, problem, chunks=_chunks(peers))
+            plan_s = time.perf_counter() - t
+            optimised = simulate(topo, plan).finish
+            row: dict[str, Any] = {
+                "kind": "targets",
+                "topology": kind,
+                "peers": peers,
+                "seed": seed,
+                "optimised_s": optimised,
+                "policy": policy.label,
+                "candidates_s": candidates,
+                "bound_s": bound.value,
+                "bound_binding": bound.binding,
+                "ratio_to_bound": optimised / bound.value,
+                "plan_s": plan_s,
+            }
+            for mbit in SERVER_MBITS:
+                net = topo.with_server(up=mbit * MBIT, down=mbit * MBIT)
+                star = simulate(net, star_plan(net, problem, chunks=_chunks(peers))).finish
+                row[f"star_{mbit}_s"] = star
+                row[f"speedup_{mbit}"] = star / optimised
+            log.append(row)
+            rows.append(row)
+    lines = [f"# 64-peer targets (broadcast of {AGGREGATE} bytes, seeds {list(seeds)})\n"]
+    lines.append(
+        markdown_table(
+            [
+                "topology",
+                "seed",
+                "optimised (s)",
+                "bound (s)",
+                "binding",
+                "ratio",
+                "policy",
+                *(f"star {m} Mbit/s (s)" for m in SERVER_MBITS),
+            ],
+            [
+                [
+                    r["topology"],
+                    r["seed"],
+                    r["optimised_s"],
+                    r["bound_s"],
+                    r["bound_binding"],
+                    r["ratio_to_bound"],
+                    r["policy"],
+                    *(r[f"star_{m}_s"] for m in SERVER_MBITS),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    summary = []
+    for kind in TOPOLOGIES:
+        sel = [r for r in rows if r["topology"] == kind]
+        ratio = sorted(r["ratio_to_bound"] for r in sel)
+        cells = [kind, f"{statistics.median(ratio):.2f} ({ratio[0]:.2f}-{ratio[-1]:.2f})"]
+        for m in SERVER_MBITS:
+            sp = sorted(r[f"speedup_{m}"] for r in sel)
+            cells.append(f"{statistics.median(sp):.2f} ({sp[0]:.2f}-{sp[-1]:.2f})")
+        summary.append(cells)
+    lines.append("\n## Median (min-max) over seeds\n")
+    lines.append(
+        markdown_table(
+            ["topology", "optimised / bound", *(f"star/optimised, server {m} Mbit/s" for m in SERVER_MBITS)],
+            summary,
+        )
+    )
+    (out_dir / "targets.md").write_text("\n".join(lines), encoding="utf-8")
+    return rows
+
+
+def _plan(strategy: str, net: Topology, problem: Problem, chunks: int) -> Plan:
+    if strategy == "star":
+        return star_plan(net, problem, chunks=chunks)
+    if strategy == "naive":
+        return naive_plan(net, problem)
+    return optimised_plan(net, problem, chunks=chunks)
+
+
+def run_scale(
+    out_dir: Path, *, seed: int = 0, sizes: tuple[int, ...] = (100, 1000, 10000)
+) -> list[dict[str, Any]]:
+    """Time until all hold, ratio to the bound, and run times at 100 to 10,000 peers."""
+    log = ResultLog(out_dir, COMMAND + " (scale)")
+    rows: list[dict[str, Any]] = []
+    for kind in ("waxman", "barabasi-albert"):
+        for n in sizes:
+            t = time.perf_counter()
+            topo = generate(kind, n, seed)
+            generate_s = time.perf_counter() - t
+            problem = broadcast(random.Random(seed).randrange(n), AGGREGATE, topo.peers)
+            server_net = topo.with_server(up=SERVER_RATE, down=SERVER_RATE)
+            t = time.perf_counter()
+            bounds = {False: lower_bound(topo, problem), True: lower_bound(server_net, problem)}
+            bound_s = time.perf_counter() - t
+            for strategy, net in (("star", server_net), ("naive", topo), ("optimised", topo)):
+                t = time.perf_counter()
+                plan = _plan(strategy, net, problem, _chunks(n))
+                plan_s = time.perf_counter() - t
+                t = time.perf_counter()
+                result = simulate(net, plan)
+                sim_s = time.perf_counter() - t
+                bound = bounds[net.server is not None]
+                row = {
+                    "kind": "scale",
+                    "topology": kind,
+                    "peers": n,
+                    "strategy": strategy,
+                    "seed": seed,
+                    "finish_s": result.finish,
+                    "bound_s": bound.value,
+                    "bound_binding": bound.binding,
+                    "ratio_to_bound": result.finish / bound.value,
+                    "transfers": result.transfers_run,
+                    "generate_s": generate_s,
+                    "bound_run_s": bound_s,
+                    "plan_s": plan_s,
+                    "simulate_s": sim_s,
+                }
+                log.append(row)
+                rows.append(row)
+    lines = [f"# Dissemination at scale (broadcast of {AGGREGATE} bytes, seed {seed})\n"]
+    lines.append(
+        markdown_table(
+            [
+                "topology",
+                "peers",
+                "strategy",
+                "time (s)",
+                "bound (s)",
+                "binding",
+                "ratio",
+                "transfers",
+                "generate (s)",
+                "bounds (s)",
+                "plan (s)",
+                "simulate (s)",
+            ],
+            [
+                [
+                    r["topology"],
+                    r["peers"],
+                    r["strategy"],
+                    r["finish_s"],
+                    r["bound_s"],
+                    r["bound_binding"],
+                    r["ratio_to_bound"],
+                    r["transfers"],
+                    r["generate_s"],
+                    r["bound_run_s"],
+                    r["plan_s"],
+                    r["simulate_s"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    (out_dir / "scale.md").write_text("\n".join(lines), encoding="utf-8")
+    return rows
+
+
 if __name__ == "__main__":
     import sys
 
-    run(Path(sys.argv[1] if len(sys.argv) > 1 else "results/paths"), quick="--full" not in sys.argv)
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "results/paths")
+    if "--targets" in sys.argv:
+        run_targets(target)
+    elif "--scale" in sys.argv:
+        run_scale(target)
+    else:
+        run(target, quick="--full" not in sys.argv)

@@ -6,12 +6,18 @@
 - `naive_plan`: every receiver fetches every object whole from its source, over the
   shortest-latency route when the source is not a neighbour (each hop a separate store-and-forward
   copy; no peer serves another peer's fetch).
-- `optimised_plan`: chunked pipelined swarming planned on the measured link model. A node with a
-  free upload slot sends, to the neighbour with the largest upload capacity (so fast nodes become
-  relays early) that has a free download slot and lacks a chunk it holds, the rarest such chunk.
-  Upload and download slots per node follow its capacity relative to its neighbours', so a fast
-  uploader feeds several slower downloaders at once. Every peer relays what it already holds;
-  the order of decisions (a time-ordered event loop on the planner's model) is the plan order.
+- `swarm_plan`: chunked pipelined swarming planned on the measured link model. A node with a
+  free upload slot sends, to a neighbour that has a free download slot and lacks a chunk it
+  holds, the rarest such chunk. Which neighbour is the `SwarmPolicy`'s choice: the largest
+  upload first (`relay`: fast nodes become relays early) or, for every sender but the source,
+  the receiver furthest behind the lower bound first (`deadline`: slow downloaders are fed from
+  the start instead of last). Upload and download slots per node follow its capacity relative to
+  its neighbours', so a fast uploader feeds several slower downloaders at once. Every peer relays
+  what it already holds; the order of decisions (a time-ordered event loop on the planner's
+  model) is the plan order.
+- `optimised_plan`: a small portfolio of swarm policies (chunk sizes x orders), each simulated
+  on the same link model, the fastest kept: the planner evaluates its candidates on the model it
+  was given, as a peer with measured links would.
 - `widest_path_tree` and `shortest_time_tree`: single-tree building blocks (pure graph
   algorithms with known optima, tested on small graphs), usable as plans with `tree_plan`.
 """
@@ -23,7 +29,8 @@ import itertools
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -157,8 +164,91 @@ def _slot_counts(topo: Topology) -> tuple[dict[int, int], dict[int, int]]:
     return up_slots, down_slots
 
 
-def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Plan:
-    """Chunked swarming planned on the link model (see module docstring)."""
+PORTFOLIO_MAX_PEERS = 1024  # above this the planner builds one candidate (each costs a simulation)
+
+
+@dataclass(frozen=True)
+class SwarmPolicy:
+    """How a swarming sender picks its next receiver.
+
+    `relay`: the neighbour with the largest upload first (fast nodes become relays early).
+    `deadline`: sources still pick by relay value; every other sender first serves the neighbour
+    whose slack is smallest when it is under `margin` x the lower bound B, where
+    slack(v) = B - now - (bytes v still lacks) / (v's download capacity), i.e. the receivers
+    that would miss the bound if not fed now; the rest in relay order.
+    """
+
+    order: str = "relay"
+    chunks_factor: int = 1  # chunks = factor x the caller's chunk count
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.order not in ("relay", "deadline"):
+            raise PlanError(f"swarm order must be 'relay' or 'deadline', got {self.order!r}")
+        if self.chunks_factor < 1 or self.margin < 0:
+            raise PlanError(f"swarm policy needs chunks_factor >= 1 and margin >= 0, got {self}")
+
+    @property
+    def label(self) -> str:
+        extra = f", margin {self.margin:g}" if self.order == "deadline" else ""
+        return f"{self.order} x{self.chunks_factor}{extra}"
+
+
+PORTFOLIO = (
+    SwarmPolicy("relay", 1),
+    SwarmPolicy("relay", 2),
+    SwarmPolicy("deadline", 2, 0.0),
+    SwarmPolicy("deadline", 2, 0.3),
+    SwarmPolicy("deadline", 2, 1.0),  # every receiver by slack: the one furthest behind first
+)
+
+
+def optimised_plan(
+    topo: Topology, problem: Problem, *, chunks: int = 32, policies: Sequence[SwarmPolicy] | None = None
+) -> Plan:
+    """Chunked swarming planned on the link model: every policy in `policies` (by default
+    `PORTFOLIO` up to `PORTFOLIO_MAX_PEERS` peers, else relay order alone) builds a plan, each is
+    simulated on the same model, and the fastest is kept (the first on a tie)."""
+    return optimised_choice(topo, problem, chunks=chunks, policies=policies)[0]
+
+
+def optimised_choice(
+    topo: Topology, problem: Problem, *, chunks: int = 32, policies: Sequence[SwarmPolicy] | None = None
+) -> tuple[Plan, SwarmPolicy, dict[str, float]]:
+    """`optimised_plan`, with the winning policy and every candidate's simulated finish time."""
+    from bcfl.network.simulator import simulate
+
+    if policies is None:
+        policies = PORTFOLIO if len(problem.receivers) <= PORTFOLIO_MAX_PEERS else (SwarmPolicy(),)
+    if not policies:
+        raise PlanError("optimised plan needs at least one swarm policy")
+    bound = None
+    if any(p.order == "deadline" for p in policies):
+        from bcfl.network.bound import lower_bound
+
+        bound = lower_bound(topo, problem).value
+    best: tuple[float, Plan, SwarmPolicy] | None = None
+    finishes: dict[str, float] = {}
+    for policy in policies:
+        plan = swarm_plan(topo, problem, chunks=chunks * policy.chunks_factor, policy=policy, bound=bound)
+        finish = simulate(topo, plan).finish if len(policies) > 1 else 0.0
+        finishes[policy.label] = finish
+        if best is None or finish < best[0]:
+            best = (finish, plan, policy)
+    assert best is not None
+    return best[1], best[2], finishes
+
+
+def swarm_plan(
+    topo: Topology,
+    problem: Problem,
+    *,
+    chunks: int = 32,
+    policy: SwarmPolicy = SwarmPolicy(),
+    bound: float | None = None,
+) -> Plan:
+    """One swarming plan under `policy` (see the module docstring); `bound` is B for `deadline`
+    (computed when not given)."""
     k = _chunks(problem, chunks)
     keys: list[ChunkKey] = [(o, c) for o in problem.objects for c in range(k[o])]
     bit = {key: i for i, key in enumerate(keys)}  # chunk sets are int bitmasks
@@ -168,6 +258,19 @@ def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Pla
         for c in range(k[o]):
             sizes[bit[(o, c)]] = min(base, spec.size - c * base)
     up_slots, down_slots = _slot_counts(topo)
+    sources = {spec.source for spec in problem.objects.values()}
+    deadline = policy.order == "deadline"
+    if deadline and bound is None:
+        from bcfl.network.bound import lower_bound
+
+        bound = lower_bound(topo, problem).value
+    horizon = bound or 0.0
+    mean_chunk = statistics.fmean(sizes)
+    # what each node can take in per second: its download, or what its neighbours can push
+    in_rate = {
+        v: min(topo.down(v), sum(min(topo.bandwidth(u, v), topo.up(u)) for u in topo.graph.predecessors(v)))
+        for v in topo.graph.nodes
+    }
 
     have: dict[int, int] = defaultdict(int)  # chunks a node holds by the current time
     arriving: dict[int, list[tuple[float, int]]] = defaultdict(list)  # (time held, chunk index)
@@ -189,7 +292,7 @@ def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Pla
         prefs[u] = sorted(rank, key=rank.__getitem__)
     remaining = sum(m.bit_count() for m in pending.values())
     transfers: list[Transfer] = []
-    heap: list[tuple[float, int]] = [(0.0, s) for s in {spec.source for spec in problem.objects.values()}]
+    heap: list[tuple[float, int]] = [(0.0, s) for s in sources]
     heapq.heapify(heap)
     queued: set[tuple[float, int]] = set(heap)
 
@@ -211,10 +314,12 @@ def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Pla
         mine = have[u]
         if not mine:
             continue
-        choice: tuple[int, int] | None = None
+        by_slack = deadline and u not in sources
+        chosen: int | None = None
+        chosen_key: tuple[int, float] = (2, 0.0)
         blocked_until = math.inf
         finished = False
-        for v in prefs[u]:
+        for position, v in enumerate(prefs[u]):
             wanted = pending[v] & mine
             if not wanted:
                 finished = finished or not pending[v]
@@ -223,22 +328,28 @@ def optimised_plan(topo: Topology, problem: Problem, *, chunks: int = 32) -> Pla
             if free_at > t:
                 blocked_until = min(blocked_until, free_at)
                 continue
-            best, best_key = -1, (math.inf, 0)
-            while wanted:  # rarest chunk first, then the earliest in the object
-                low = wanted & -wanted
-                i = low.bit_length() - 1
-                if (holders[i], i) < best_key:
-                    best, best_key = i, (holders[i], i)
-                wanted ^= low
-            choice = (v, best)
-            break
+            if not by_slack:
+                chosen = v
+                break
+            slack = horizon - t - pending[v].bit_count() * mean_chunk / in_rate[v]
+            key = (0, slack) if slack < policy.margin * horizon else (1, float(position))
+            if key < chosen_key:
+                chosen, chosen_key = v, key
         if finished:
             prefs[u] = [v for v in prefs[u] if pending[v]]
-        if choice is None:
+        if chosen is None:
             if blocked_until < math.inf:
                 wake(blocked_until, u)
             continue  # otherwise the next chunk to arrive at u wakes it
-        v, i = choice
+        v = chosen
+        wanted = pending[v] & mine
+        i, best_key = -1, (math.inf, 0)
+        while wanted:  # rarest chunk first, then the earliest in the object
+            low = wanted & -wanted
+            j = low.bit_length() - 1
+            if (holders[j], j) < best_key:
+                i, best_key = j, (holders[j], j)
+            wanted ^= low
         rate = min(topo.bandwidth(u, v), topo.up(u) / up_slots[u], topo.down(v) / down_slots[v])
         end = t + sizes[i] / rate
         arrive = end + topo.latency(u, v)
