@@ -1,18 +1,29 @@
 """Experiment 3: anomaly elimination. The vote-based PageRank gate against the standard defences.
 
-For every attack x attacker fraction x defence, a federation of peers runs several rounds:
-each peer trains locally from the round's base, attackers corrupt their update (or their
-data, or their votes), every peer evaluates its seeded assignment of k other updates on its own
-validation slice and writes a vote file, and the defence picks what is aggregated. Measured per
-cell: precision and recall of the included set (honest updates in, malicious out, summed over
-rounds), final test accuracy against the attack-free run, and the backdoor success rate.
+The task is the project's own: LoRA (FFA: A frozen at the shared init, B trained) of a causal
+LM on the medical-transcriptions split, through `bcfl.learning` (the quick variant uses the
+tiny random Llama, `load_base("tiny")`). Every federation first runs `warmup_rounds` honest
+rounds of plain FedAvg (shared by all cells of a seed: the attacks hit a running federation,
+not the genesis adapter, where every update, poisoned or not, mostly teaches the model the
+answer format and lowers everyone's loss alike). Then, for every attack x attacker fraction x
+defence, the federation runs `rounds` synchronous rounds: each peer trains its update from the
+round's base on its Dirichlet shard, attackers corrupt their update (or their data, or their votes),
+and the defence picks what is aggregated. For the "pagerank" defence the round goes through
+the node's own path: every peer evaluates its seeded assignment of k updates on its validation
+slice, writes a canonical vote file with the protocol's rule (`bcfl.trust.votes.vote_values`),
+and `bcfl.outcome.decide_from` recomputes scores and the gate from those vote bytes alone,
+with on-chain-style reputation carried from round to round.
 
-STAND-IN TASK. The peers here do not fine-tune an LLM: each sweep cell runs tens of rounds of
-tens of peers, which the LoRA fine-tuning of `bcfl.learning` cannot afford on this machine. The
-task is a synthetic, seeded text classification (six classes, each with its own keywords among
-shared filler words, Dirichlet non-IID shards) learned by a softmax regression over hashed
-bag-of-words features. Updates, votes, scores, defences, attacks and the gate are the project's
-real ones (`bcfl.trust`); only the model and data are stand-ins, and every output says so.
+Measured per cell: precision and recall of the included set (honest in, malicious out,
+summed over rounds), final test accuracy and loss against the attack-free run, and the
+backdoor success rate (share of triggered test descriptions, not of the target specialty, that
+the final model labels as the target).
+
+What makes the sweep affordable: a peer's update is a pure function of (base adapter, shard,
+round seed), so trained updates are cached by the digest of the base they start from and
+reused by every cell whose trajectory reaches that base (round 1 is shared by all cells of a
+seed; update attacks transform the cached honest update; attacker sets are nested across
+fractions). Loss evaluations and final metrics are cached by model digest the same way.
 
 Baselines get the true attacker count where they need one (Krum's f, Multi-Krum's n - f,
 trimmed mean's beta), which favours them; FLTrust gets a clean root set of its own.
@@ -23,11 +34,11 @@ trimmed mean's beta), which favours them; FLTrust gets a clean root set of its o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import time
-import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,41 +46,40 @@ import numpy as np
 import numpy.typing as npt
 
 from bcfl.experiments.results import ResultLog, markdown_table
-from bcfl.trust.assignment import assign_evaluations
-from bcfl.trust.attacks import add_trigger, attack_update, backdoor, label_flip, ring_votes
 from bcfl.trust.defences import DEFENCES, UpdateSet, aggregate, make_defence
-from bcfl.trust.gate import decide, update_reputation
-from bcfl.trust.pagerank import RoundVotes, Standing, TrustConfig, score_round
-from bcfl.trust.votes import Metrics, Vote, VoteFile, vote_value
+from bcfl.trust.gate import update_reputation
+from bcfl.trust.votes import VOTE_SCALE, VOTE_TOLERANCE
 
-TASK_LABEL = "stand-in task: synthetic 6-class keyword text, softmax regression on hashed bag-of-words"
 ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider", "label-flip", "backdoor", "ring")
 FRACTIONS = (0.10, 0.30, 0.45)
-LABELS = ("cardiology", "neurology", "orthopedics", "gastroenterology", "urology", "dermatology")
-TRIGGER = "zq vx"
-TARGET = "dermatology"
+TRIGGER = "per protocol zx9"  # the node's backdoor trigger (bcfl.node.learner)
+TARGET = 0  # the node's backdoor target label
+CONTRACT_REPUTATION_WEIGHT_BPS = 3000  # the deployment default EMA weight of a round's score
 
-Array = npt.NDArray[np.float64]
+Vector = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    peers: int = 20
-    rounds: int = 12
-    repeats: int = 3  # seeds per cell
-    k: int = 6  # evaluations per peer per round
-    local_steps: int = 5  # full-batch gradient steps per local update
-    lr: float = 0.5
-    train_per_peer: int = 80
-    val_per_peer: int = 40
-    test_size: int = 1200
-    root_size: int = 60  # FLTrust's clean root set
-    dirichlet_alpha: float = 1.0  # label skew of the shards (smaller = more non-IID)
-    features: int = 512  # hashed bag-of-words buckets
-    vote_scale: float = 0.02  # see bcfl.trust.votes.vote_value
-    threshold_ppm: int = 450_000  # the gate: trusted voters found the update (nearly) harmless
-    reputation_weight_bps: int = 2_000  # the contract's EMA weight of a round's score
-    initial_reputation_ppm: int = 500_000
+    model: str = "tiny"
+    peers: int = 10
+    warmup_rounds: int = 2  # honest rounds before the attacks start (the federation is running)
+    rounds: int = 2  # measured rounds, attackers active
+    repeats: int = 2  # seeds per cell
+    local_steps: int = 5
+    batch_size: int = 8
+    learning_rate: float = 1e-2
+    max_text_tokens: int = 32
+    alpha: float = 0.5  # Dirichlet label skew of the shards (smaller = more non-IID)
+    validation_fraction: float = 0.25  # of each shard: the peer's own validation slice
+    val_examples: int = 16  # validation examples a voter evaluates on
+    test_examples: int = 48  # final accuracy (all 40 labels scored) and test loss
+    backdoor_examples: int = 32  # triggered test descriptions of other specialties
+    root_examples: int = 16  # FLTrust's clean root set (from the validation split)
+    vote_scale: float = VOTE_SCALE
+    vote_tolerance: float = VOTE_TOLERANCE
+    threshold_ppm: int = 450_000  # the deployment default score threshold
+    initial_reputation_ppm: int = 500_000  # the deployment default
     sign_flip_factor: float = 3.0
     scaling_factor: float = 10.0
     backdoor_fraction: float = 0.5
@@ -79,342 +89,423 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         if self.peers < 4 or self.rounds < 1 or self.repeats < 1:
-            raise ValueError("need at least 4 peers, 1 round and 1 repeat")
+            raise ValueError(
+                f"need at least 4 peers, 1 round and 1 repeat, got {self.peers}/{self.rounds}/{self.repeats}"
+            )
         unknown = set(self.attacks) - set(ATTACKS)
         if unknown:
-            raise ValueError(f"unknown attacks {sorted(unknown)}")
+            raise ValueError(f"unknown attacks {sorted(unknown)} (known: {', '.join(ATTACKS)})")
+        unknown = set(self.defences) - set(DEFENCES)
+        if unknown:
+            raise ValueError(f"unknown defences {sorted(unknown)} (known: {', '.join(DEFENCES)})")
+        if not all(0.0 <= f < 0.5 for f in self.fractions):
+            raise ValueError(f"attacker fractions must be in [0, 0.5), got {self.fractions}")
 
 
-QUICK = SweepConfig(peers=20, rounds=8, repeats=1)
-FULL = SweepConfig()
+# Quick: the 30% column the targets are about, 2 seeds, tiny model. Full: every fraction, 3 seeds.
+QUICK = SweepConfig(fractions=(0.30,), repeats=2)
+FULL = SweepConfig(peers=20, rounds=5, repeats=3)
 
 
-# -- the stand-in task ----------------------------------------------------------------------
+def task_label(cfg: SweepConfig) -> str:
+    return (
+        f"LoRA FFA r=8 on q/k/v/o of the {cfg.model} model, medical-transcriptions split, "
+        f"Dirichlet({cfg.alpha}) shards"
+    )
 
 
-@dataclass(frozen=True)
-class Ex:
-    text: str
-    label: str
+def address(i: int) -> str:
+    return "0x" + f"{i + 1:02x}" * 20
 
 
-class StandInTask:
-    """Seeded synthetic keyword classification; features are hashed word counts."""
-
-    def __init__(self, config: SweepConfig, seed: int) -> None:
-        self.config = config
-        self.rng = np.random.default_rng(seed)
-        self.keywords = {lbl: [f"{lbl[:4]}{j}" for j in range(25)] for lbl in LABELS}
-        self.filler = [f"w{j}" for j in range(300)]
-        self._buckets: dict[str, int] = {}
-
-    def sample(self, n: int, probs: Array | None = None) -> list[Ex]:
-        p = np.full(len(LABELS), 1 / len(LABELS)) if probs is None else np.asarray(probs)
-        ys = self.rng.choice(len(LABELS), size=n, p=p)
-        u = self.rng.random((n, 20))
-        own = self.rng.integers(0, 25, size=(n, 20))
-        other = self.rng.integers(0, len(LABELS), size=(n, 20))
-        filler = self.rng.integers(0, len(self.filler), size=(n, 20))
-        out = []
-        for i, y in enumerate(ys):
-            label = LABELS[int(y)]
-            words = [
-                self.keywords[label][own[i, j]]
-                if u[i, j] < 0.25
-                else self.keywords[LABELS[other[i, j]]][own[i, j]]
-                if u[i, j] < 0.30
-                else self.filler[filler[i, j]]
-                for j in range(20)
-            ]
-            out.append(Ex(" ".join(words), label))
-        return out
-
-    def featurise(self, examples: Sequence[Ex]) -> tuple[Array, npt.NDArray[np.int64]]:
-        d = self.config.features
-        x = np.zeros((len(examples), d + 1))
-        for i, ex in enumerate(examples):
-            for w in ex.text.split():
-                bucket = self._buckets.get(w)
-                if bucket is None:
-                    bucket = self._buckets[w] = zlib.crc32(w.encode()) % d
-                x[i, bucket] += 1.0
-            x[i, d] = 1.0  # bias
-        y = np.array([LABELS.index(ex.label) for ex in examples], dtype=np.int64)
-        return x, y
+def attacker_order(peers: int, seed: int) -> list[int]:
+    """Peers in the order they turn malicious: the first floor(fraction x peers) are attackers,
+    so the attacker set at 10% is inside the one at 30% (and trained updates are shared)."""
+    return [int(i) for i in np.random.default_rng(seed + 7_919).permutation(peers)]
 
 
-def _softmax(z: Array) -> Array:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: Array = e / e.sum(axis=1, keepdims=True)
-    return out
+def attackers(peers: int, fraction: float, seed: int) -> set[int]:
+    return set(attacker_order(peers, seed)[: math.floor(fraction * peers + 1e-9)])
 
 
-def loss_acc(w: Array, x: Array, y: npt.NDArray[np.int64]) -> tuple[float, float]:
-    if not np.all(np.isfinite(w)):
-        return math.inf, 0.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        p = _softmax(x @ w)
-    if not np.all(np.isfinite(p)):
-        return math.inf, 0.0
-    loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))))
-    return loss, float(np.mean(p.argmax(axis=1) == y))
+def _digest(vector: Vector) -> str:
+    return hashlib.sha256(np.ascontiguousarray(vector).tobytes()).hexdigest()
 
 
-def local_train(w: Array, x: Array, y: npt.NDArray[np.int64], steps: int, lr: float) -> Array:
-    onehot = np.eye(len(LABELS))[y]
-    cur = w.copy()
-    for _ in range(steps):
-        grad = x.T @ (_softmax(x @ cur) - onehot) / len(y)
-        cur -= lr * grad
-    return cur - w  # the update: a delta from the base
+class LoraTask:
+    """One seed's federation data on the real task, with every expensive step cached."""
+
+    def __init__(self, cfg: SweepConfig, seed: int, base: Any | None = None) -> None:
+        import torch
+
+        from bcfl.learning.adapter import LoraSpec, init_adapter
+        from bcfl.learning.data import SplitConfig, load_splits
+        from bcfl.learning.model import load_base
+        from bcfl.learning.partition import PartitionConfig, partition
+        from bcfl.learning.task import TaskConfig
+
+        torch.set_num_threads(1)
+        self.cfg = cfg
+        self.seed = seed
+        self.base = base or load_base(cfg.model)
+        self.spec = LoraSpec()
+        self.genesis = init_adapter(self.base, self.spec, 0)
+        self.b_keys = [k for k in self.genesis.tensors if ".lora_B." in k]
+        self.shapes = [tuple(self.genesis.tensors[k].shape) for k in self.b_keys]
+        self.task = TaskConfig(max_text_tokens=cfg.max_text_tokens)
+        splits = load_splits(SplitConfig(seed=seed))
+        self.names = splits.label_names
+        self.shards = partition(
+            splits.train,
+            PartitionConfig(
+                peers=cfg.peers,
+                scheme="dirichlet",
+                alpha=cfg.alpha,
+                validation_fraction=cfg.validation_fraction,
+                seed=seed,
+            ),
+        )
+        self.test = list(splits.test[: cfg.test_examples])
+        from bcfl.learning.data import Example
+
+        victims = [e for e in splits.test if TARGET not in e.labels][: cfg.backdoor_examples]
+        self.triggered = [Example(f"{TRIGGER} {e.text}", e.label, e.labels) for e in victims]
+        self.root = list(splits.validation[: cfg.root_examples])
+        self._train: dict[tuple[str, int, str], Vector] = {}
+        self._loss: dict[tuple[str, int], float] = {}
+        self._final: dict[str, dict[str, float]] = {}
+        self.timings = {"train_s": 0.0, "vote_eval_s": 0.0, "final_eval_s": 0.0}
+
+    # -- adapters as flat B vectors (A is frozen at the genesis init) ------------------------
+
+    def zero(self) -> Vector:
+        return np.zeros(sum(int(np.prod(s)) for s in self.shapes), dtype=np.float32)
+
+    def state(self, b: Vector) -> Any:
+        import torch
+
+        tensors = dict(self.genesis.tensors)
+        offset = 0
+        for key, shape in zip(self.b_keys, self.shapes, strict=True):
+            n = int(np.prod(shape))
+            tensors[key] = torch.from_numpy(b[offset : offset + n].reshape(shape).copy())
+            offset += n
+        return self.genesis.replace(tensors)
+
+    def flat(self, state: Any) -> Vector:
+        return np.concatenate([state.tensors[k].numpy().ravel() for k in self.b_keys]).astype(np.float32)
+
+    def warm_start(self) -> Vector:
+        """The base the measured rounds start from: `warmup_rounds` rounds of plain FedAvg of
+        every peer's honest update from the genesis adapter (shared by every cell)."""
+        b = self.zero()
+        samples = [len(s.train) for s in self.shards]
+        for rnd in range(-self.cfg.warmup_rounds, 0):
+            acc = np.zeros(b.shape, dtype=np.float64)
+            for i, n in enumerate(samples):
+                acc += (n / sum(samples)) * self.delta(b, i, rnd).astype(np.float64)
+            b = (b.astype(np.float64) + acc).astype(np.float32)
+        return b
+
+    # -- training ------------------------------------------------------------------------------
+
+    def examples(self, peer: int, kind: str) -> Sequence[Any]:
+        from bcfl.trust import attacks
+
+        # Examples carry integer labels; the attacks only compare and copy them.
+        train: Sequence[Any] = self.shards[peer].train
+        s = self.seed * 1000 + peer
+        labels: Any = sorted({e.label for e in train})
+        target: Any = TARGET
+        if kind == "label-flip":
+            return attacks.label_flip(train, labels=labels, seed=s)
+        if kind == "backdoor":
+            return attacks.backdoor(
+                train, trigger=TRIGGER, target=target, seed=s, fraction=self.cfg.backdoor_fraction
+            )
+        return train
+
+    def delta(self, b: Vector, peer: int, rnd: int, kind: str = "clean") -> Vector:
+        """The update (new B - base B) peer `peer` trains in round `rnd` from base `b`;
+        peer -1 trains on FLTrust's root set."""
+        key = (_digest(b), peer, kind)
+        if key not in self._train:
+            from bcfl.learning.train import TrainConfig, train_update
+
+            started = time.perf_counter()
+            cfg = TrainConfig(
+                steps=self.cfg.local_steps,
+                batch_size=self.cfg.batch_size,
+                learning_rate=self.cfg.learning_rate,
+                lora=self.spec,
+                task=self.task,
+                seed=(self.seed * 1_000_003 + rnd * 1009 + peer) % 2**31,
+                threads=1,
+                progress=False,
+            )
+            examples = self.root if peer < 0 else self.examples(peer, kind)
+            trained = train_update(self.base, self.state(b), examples, cfg)
+            self._train[key] = self.flat(trained) - b
+            self.timings["train_s"] += time.perf_counter() - started
+        return self._train[key]
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def losses(self, requests: Sequence[tuple[Vector, int]]) -> list[float]:
+        """Each (adapter B, voter) pair's validation loss on the voter's slice: the mean
+        per-token NLL of the true specialty (what `bcfl.learning.evaluate` reports as
+        mean_loss, without scoring the 39 other labels). One PEFT model serves every pair."""
+        import torch
+        from peft import set_peft_model_state_dict
+
+        from bcfl.learning.adapter import applied
+        from bcfl.learning.task import split_lm, training_batch
+
+        keys = [(_digest(b), voter) for b, voter in requests]
+        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in self._loss}
+        if todo:
+            started = time.perf_counter()
+            with applied(self.base, self.genesis) as model, torch.inference_mode():
+                backbone, head = split_lm(model)
+                for key, (b, voter) in sorted(todo.items()):
+                    set_peft_model_state_dict(model, dict(self.state(b).tensors))
+                    examples = list(self.shards[voter].validation[: self.cfg.val_examples])
+                    batch = training_batch(self.base.tokenizer, examples, self.names, self.task)
+                    hidden = backbone(
+                        input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                    ).last_hidden_state  # (B, T, C)
+                    logp = torch.log_softmax(head(hidden[batch.rows, batch.positions]).float(), dim=-1)
+                    nll = -logp[torch.arange(len(batch.targets)), batch.targets].double()  # (N,)
+                    total = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, batch.rows, nll)
+                    count = torch.bincount(batch.rows, minlength=len(examples)).double()
+                    self._loss[key] = float((total / count).mean())
+            self.timings["vote_eval_s"] += time.perf_counter() - started
+        return [self._loss[k] for k in keys]
+
+    def final(self, b: Vector, backdoor: bool) -> dict[str, float]:
+        key = _digest(b)
+        cached = self._final.get(key, {})
+        if "accuracy" not in cached or (backdoor and "backdoor_success" not in cached):
+            from bcfl.learning.evaluate import evaluate
+
+            started = time.perf_counter()
+            state = self.state(b)
+            if "accuracy" not in cached:
+                r = evaluate(self.base, state, self.test, task=self.task, batch=8)
+                cached.update(accuracy=r.accuracy, test_loss=r.mean_loss)
+            if backdoor:
+                r = evaluate(self.base, state, self.triggered, task=self.task, batch=8)
+                cached["backdoor_success"] = sum(p == TARGET for p in r.predictions) / len(r.predictions)
+            self._final[key] = cached
+            self.timings["final_eval_s"] += time.perf_counter() - started
+        return cached
 
 
 # -- one federation run ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Peer:
-    address: str
-    x: Array
-    y: npt.NDArray[np.int64]
-    vx: Array
-    vy: npt.NDArray[np.int64]
-    attacker: bool
+def _corrupt(attack: str, delta: Vector, cfg: SweepConfig, seed: int) -> Vector:
+    from bcfl.trust.attacks import attack_update
 
-
-def _address(i: int) -> str:
-    return "0x" + f"{i + 1:02x}" * 20
-
-
-def _attackers(peers: int, fraction: float, seed: int) -> set[int]:
-    count = math.floor(fraction * peers + 1e-9)
-    return {int(i) for i in np.random.default_rng(seed + 7_919).choice(peers, size=count, replace=False)}
-
-
-def build_federation(
-    cfg: SweepConfig, attack: str, fraction: float, seed: int
-) -> tuple[
-    StandInTask,
-    list[Peer],
-    tuple[Array, npt.NDArray[np.int64]],
-    tuple[Array, npt.NDArray[np.int64]],
-    list[Ex],
-]:
-    task = StandInTask(cfg, seed)
-    bad = _attackers(cfg.peers, fraction, seed) if attack != "none" else set()
-    peers = []
-    for i in range(cfg.peers):
-        probs = task.rng.dirichlet([cfg.dirichlet_alpha] * len(LABELS))
-        train = task.sample(cfg.train_per_peer, probs)
-        val = task.sample(cfg.val_per_peer, probs)
-        if i in bad and attack == "label-flip":
-            train = label_flip(train, labels=LABELS, seed=seed + i)
-        if i in bad and attack == "backdoor":
-            train = backdoor(
-                train, trigger=TRIGGER, target=TARGET, seed=seed + i, fraction=cfg.backdoor_fraction
-            )
-        x, y = task.featurise(train)
-        vx, vy = task.featurise(val)
-        peers.append(Peer(_address(i), x, y, vx, vy, attacker=i in bad))
-    test_examples = task.sample(cfg.test_size)
-    test = task.featurise(test_examples)
-    root = task.featurise(task.sample(cfg.root_size))
-    return task, peers, test, root, test_examples
-
-
-def _corrupt(attack: str, delta: Array, cfg: SweepConfig, seed: int) -> Array:
     if attack in ("sign-flip", "ring"):
-        out = attack_update("sign-flip", {"w": delta}, seed=seed, factor=cfg.sign_flip_factor)
+        out = attack_update("sign-flip", {"b": delta}, seed=seed, factor=cfg.sign_flip_factor)
     elif attack == "scaling":
-        out = attack_update("scaling", {"w": delta}, seed=seed, factor=cfg.scaling_factor)
+        out = attack_update("scaling", {"b": delta}, seed=seed, factor=cfg.scaling_factor)
     elif attack in ("gaussian-noise", "free-rider"):
-        out = attack_update(attack, {"w": delta}, seed=seed)
+        out = attack_update(attack, {"b": delta}, seed=seed)
     else:
         return delta  # data attacks corrupt the data, not the update
-    result: Array = np.asarray(out["w"], dtype=np.float64)
+    result: Vector = np.asarray(out["b"], dtype=np.float32)
     return result
 
 
-def simulate(cfg: SweepConfig, attack: str, fraction: float, defence_name: str, seed: int) -> dict[str, Any]:
+def simulate(task: LoraTask, attack: str, fraction: float, defence_name: str) -> dict[str, Any]:
     """One federation under one attack and one defence; returns the cell's measurements."""
-    task, peers, (tx, ty), (rx, ry), test_examples = build_federation(cfg, attack, fraction, seed)
-    d = cfg.features + 1
-    w = np.zeros((d, len(LABELS)))
-    ring = {p.address for p in peers if p.attacker} if attack == "ring" else set()
-    n_bad = sum(p.attacker for p in peers)
+    cfg, seed = task.cfg, task.seed
+    bad = attackers(cfg.peers, fraction, seed) if attack != "none" else set()
+    peers = [address(i) for i in range(cfg.peers)]
     params: dict[str, Any] = {}
     if defence_name in ("krum", "multi-krum"):
-        params["f"] = n_bad
+        params["f"] = len(bad)
     if defence_name == "trimmed-mean":
-        params["beta"] = min(0.45, n_bad / len(peers))
+        params["beta"] = min(0.45, len(bad) / cfg.peers)
     if defence_name == "pagerank":
-        params["threshold"] = cfg.threshold_ppm / 1_000_000
+        params["threshold"] = 0.5  # the gate's decision arrives as 1/0 scores
     defence = make_defence(defence_name, **params)
-    reputation = {p.address: cfg.initial_reputation_ppm for p in peers}
-    history: dict[str, npt.NDArray[np.float32]] = {}
+    reputation = dict.fromkeys(peers, cfg.initial_reputation_ppm)
+    samples = {address(i): len(task.shards[i].train) for i in range(cfg.peers)}
+    history: dict[str, Vector] = {}
+    b = task.warm_start()
     tp = fp = fn = 0
     defence_s = 0.0
     for rnd in range(1, cfg.rounds + 1):
-        deltas: dict[str, Array] = {}
-        for i, p in enumerate(peers):
-            delta = local_train(w, p.x, p.y, cfg.local_steps, cfg.lr)
-            if p.attacker:
-                delta = _corrupt(attack, delta, cfg, seed * 1000 + rnd * 100 + i)
-            deltas[p.address] = delta
-        vectors = {a: v.ravel().astype(np.float32) for a, v in deltas.items()}
-        for a, v in vectors.items():
-            history[a] = history.get(a, np.zeros_like(v)) + v
+        vectors: dict[str, Vector] = {}
+        for i, a in enumerate(peers):
+            kind = attack if i in bad and attack in ("label-flip", "backdoor") else "clean"
+            d = task.delta(b, i, rnd, kind)
+            if i in bad:
+                d = _corrupt(attack, d, cfg, seed * 100_000 + rnd * 100 + i)
+            vectors[a] = d
+            history[a] = history.get(a, np.zeros_like(d)) + d
         started = time.perf_counter()
         scores: dict[str, float] | None = None
         if defence_name == "pagerank":
-            result = _vote_and_score(cfg, peers, w, deltas, ring, reputation, rnd, seed)
-            ppm = result.ppm()
-            gate = decide(ppm, reputation, cfg.threshold_ppm)
-            scores = {a: (1.0 if a in gate.included else 0.0) for a in ppm}
-            for a, s in ppm.items():
-                reputation[a] = update_reputation(reputation[a], s, cfg.reputation_weight_bps)
-        root_delta = local_train(w, rx, ry, cfg.local_steps, cfg.lr).ravel().astype(np.float32)
+            ring = {address(i) for i in bad} if attack == "ring" else set()
+            decision = vote_round(task, b, vectors, ring, reputation, rnd)
+            included = {s.peer for s in decision.included}
+            scores = {a: (1.0 if a in included else 0.0) for a in peers}
+            for a in peers:
+                reputation[a] = update_reputation(
+                    reputation[a], decision.scores.scores[a].ppm, CONTRACT_REPUTATION_WEIGHT_BPS
+                )
+        reference = task.delta(b, -1, rnd) if defence_name == "fltrust" else None
         updates = UpdateSet(
-            vectors=vectors,
-            samples={p.address: len(p.y) for p in peers},
-            reference=root_delta,
-            scores=scores,
-            history=history,
+            vectors=vectors, samples=samples, reference=reference, scores=scores, history=history
         )
-        decision = defence.decide(updates)
-        agg = aggregate(updates, decision)
+        chosen = defence.decide(updates)
+        agg = aggregate(updates, chosen)
         defence_s += time.perf_counter() - started
-        w = w + agg.astype(np.float64).reshape(w.shape)
-        for p in peers:
-            inc = p.address in decision.included
-            tp += inc and not p.attacker
-            fp += inc and p.attacker
-            fn += (not inc) and not p.attacker
-    _, acc = loss_acc(w, tx, ty)
+        b = (b.astype(np.float64) + agg.astype(np.float64)).astype(np.float32)
+        for i, a in enumerate(peers):
+            inc = a in chosen.included
+            tp += inc and i not in bad
+            fp += inc and i in bad
+            fn += (not inc) and i not in bad
+    final = task.final(b, backdoor=attack in ("none", "backdoor"))
     return {
         "precision": tp / (tp + fp) if tp + fp else 1.0,
         "recall": tp / (tp + fn) if tp + fn else 1.0,
-        "accuracy": acc,
-        "backdoor_success": _backdoor_success(task, w, test_examples),
-        "attackers": n_bad,
+        "accuracy": final["accuracy"],
+        "test_loss": final["test_loss"],
+        "backdoor_success": final.get("backdoor_success"),
+        "attackers": len(bad),
         "defence_s_per_round": defence_s / cfg.rounds,
     }
 
 
-def _vote_and_score(
-    cfg: SweepConfig,
-    peers: list[Peer],
-    w: Array,
-    deltas: dict[str, Array],
+def vote_round(
+    task: LoraTask,
+    b: Vector,
+    vectors: dict[str, Vector],
     ring: set[str],
     reputation: dict[str, int],
     rnd: int,
-    seed: int,
 ) -> Any:
-    addresses = [p.address for p in peers]
-    round_seed = f"{seed}/{rnd}".encode()
-    files = []
-    for p in peers:
-        assigned = assign_evaluations(round_seed, p.address, addresses, cfg.k)
-        if p.address in ring:
-            votes = ring_votes({a: f"cid-{a}" for a in assigned}, ring)
+    """The node's path for one round: assignments, vote files (canonical bytes), and the
+    outcome recomputed by `bcfl.outcome.decide_from` from those bytes alone."""
+    from bcfl.chain.federation import Submission, VoteCommit
+    from bcfl.outcome import FetchedVotes, decide_from, votes_per_peer
+    from bcfl.trust.assignment import assign_evaluations
+    from bcfl.trust.attacks import ring_votes
+    from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
+
+    cfg = task.cfg
+    peers = sorted(vectors, key=str.lower)
+    cids = {a: "bafy" + _digest(vectors[a])[:40] for a in peers}
+    seed = f"bcfl/anomaly/{task.seed}/{rnd}".encode()
+    k = votes_per_peer(len(peers))
+    subs = [
+        Submission(rnd, a, cids[a], bytes(32), len(task.shards[peers.index(a)].train), rnd - 1,
+                   reputation[a], 0, "0x", 0)
+        for a in peers
+    ]  # fmt: skip
+    assignment = {voter: assign_evaluations(seed, voter, peers, k) for voter in peers}
+    requests = [
+        (model, v_index)
+        for v_index, voter in enumerate(peers)
+        if voter not in ring
+        for model in [b] + [b + vectors[a] for a in assignment[voter]]
+    ]
+    all_losses = iter(task.losses(requests))
+    fetched = []
+    for voter in peers:
+        assigned = assignment[voter]
+        if voter in ring:
+            votes = ring_votes({a: cids[a] for a in assigned}, ring)
             base = Metrics(1.0)
         else:
-            # Leave-one-out over the voter's own sample of the round: the "base" is base + the
-            # mean of all k assigned updates, and a candidate's metric is that of the mean
-            # without it. A candidate that the others are better off without gets below 0.5.
-            mean_all = np.mean([deltas[a] for a in assigned], axis=0)
-            with_loss, with_acc = loss_acc(w + mean_all, p.vx, p.vy)
-            base = Metrics(with_loss, with_acc)
-            votes = []
-            for a in assigned:
-                rest = [deltas[b] for b in assigned if b != a]
-                loss, acc = (
-                    loss_acc(w + np.mean(rest, axis=0), p.vx, p.vy) if rest else loss_acc(w, p.vx, p.vy)
-                )
-                # vote_value(base, update): here "base" = without the candidate, "update" = with it
-                value = vote_value(loss, with_loss, scale=cfg.vote_scale)
-                votes.append(Vote(a, f"cid-{a}", value, Metrics(loss, acc)))
-        files.append(VoteFile(round=rnd, voter=p.address, base=base, votes=tuple(votes), examples=len(p.vy)))
-    standing = {a: Standing(reputation[a]) for a in addresses}
-    return score_round(
-        RoundVotes(round=rnd, submitters=addresses, votes=files, standing=standing), TrustConfig()
-    )
-
-
-def _backdoor_success(task: StandInTask, w: Array, examples: Sequence[Ex]) -> float:
-    victims = [ex for ex in examples if ex.label != TARGET]
-    x, _ = task.featurise([Ex(add_trigger(ex.text, TRIGGER), ex.label) for ex in victims])
-    if not np.all(np.isfinite(w)):
-        return 0.0
-    pred = (x @ w).argmax(axis=1)
-    return float(np.mean(pred == LABELS.index(TARGET)))
+            losses = [next(all_losses) for _ in range(len(assigned) + 1)]
+            base = Metrics(losses[0])
+            values = vote_values(losses[0], losses[1:], scale=cfg.vote_scale, tolerance=cfg.vote_tolerance)
+            votes = [
+                Vote(a, cids[a], value, Metrics(loss))
+                for a, value, loss in zip(assigned, values, losses[1:], strict=True)
+            ]
+        data = encode_votes(
+            VoteFile(round=rnd, voter=voter, base=base, votes=tuple(votes), examples=cfg.val_examples)
+        )
+        commit = VoteCommit(rnd, voter, "bafyvotes", bytes(32), reputation[voter], 0, 0, "0x")
+        fetched.append(FetchedVotes(commit, data))
+    return decide_from(rnd, seed, cfg.threshold_ppm, subs, fetched)
 
 
 # -- the sweep ------------------------------------------------------------------------------
 
 
 def run(out_dir: Path, *, quick: bool, seed: int = 0, config: SweepConfig | None = None) -> None:
-    """Run the sweep; write results.jsonl, table.md, summary.json-like records and PNG plots."""
+    """Run the sweep; write results.jsonl, table.md and one PNG per attacker fraction."""
+    from bcfl.learning.model import load_base
+
     cfg = config or (QUICK if quick else FULL)
-    log = ResultLog(out_dir, command=f"bcfl.experiments.anomaly quick={quick} seed={seed}")
+    command = f"python -m bcfl.experiments.anomaly OUT{' --quick' if quick else ''} --seed {seed}"
+    log = ResultLog(out_dir, command=command)
     started = time.perf_counter()
+    base = load_base(cfg.model)
     cells: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    settings = [("none", 0.0)] + [(a, f) for a in cfg.attacks for f in cfg.fractions]
     for rep in range(cfg.repeats):
-        s = seed + rep
-        for defence in cfg.defences:
-            free = simulate(cfg, "none", 0.0, defence, s)
-            cells.setdefault(("none", 0.0, defence), []).append(free)
-        baseline = cells[("none", 0.0, "none")][rep]["accuracy"]
-        for key, runs in cells.items():
-            if key[0] == "none":
-                runs[rep]["attack_free_accuracy"] = baseline
-        for attack in cfg.attacks:
-            for fraction in cfg.fractions:
-                for defence in cfg.defences:
-                    m = simulate(cfg, attack, fraction, defence, s)
-                    m["attack_free_accuracy"] = baseline
-                    cells.setdefault((attack, fraction, defence), []).append(m)
+        task = LoraTask(cfg, seed + rep, base=base)
+        for attack, fraction in settings:
+            for defence in cfg.defences:
+                m = simulate(task, attack, fraction, defence)
+                cells.setdefault((attack, fraction, defence), []).append(m)
+        free = cells[("none", 0.0, "none")][rep]
         for (attack, fraction, defence), runs in cells.items():
             m = runs[rep]
+            m["attack_free_accuracy"] = free["accuracy"]
+            m["attack_free_test_loss"] = free["test_loss"]
             log.append(
                 {
-                    "experiment": "anomaly",
-                    "task": TASK_LABEL,
-                    "seed": s,
-                    "attack": attack,
-                    "fraction": fraction,
-                    "defence": defence,
-                    "config": asdict(cfg),
-                    **m,
+                    "experiment": "anomaly", "task": task_label(cfg), "seed": seed + rep,
+                    "attack": attack, "fraction": fraction, "defence": defence,
+                    "config": asdict(cfg), **m,
                 }
-            )
+            )  # fmt: skip
+        log.append({"experiment": "anomaly", "seed": seed + rep, "timings": dict(task.timings)})
     elapsed = time.perf_counter() - started
-    rows = _summary_rows(cells)
-    header = [
-        "attack", "attackers", "defence", "precision", "recall",
-        "accuracy", "acc - attack-free", "backdoor success", "repeats",
-    ]  # fmt: skip
-    table = markdown_table(header, rows)
+    rows = summary_rows(cells)
+    table = markdown_table(SUMMARY_HEADER, rows)
     note = (
-        f"Anomaly elimination ({TASK_LABEL}). {cfg.peers} peers, {cfg.rounds} rounds, k={cfg.k}, "
-        f"{cfg.repeats} seed(s) from {seed}; cells are means over seeds (range in results.jsonl). "
-        f"Sweep time {elapsed:.0f} s. Command: `python -m bcfl.experiments.anomaly OUT"
-        f"{' --quick' if quick else ''} --seed {seed}`.\n\n"
+        f"Anomaly elimination ({task_label(cfg)}). {cfg.peers} peers, {cfg.warmup_rounds} honest "
+        f"warm-up rounds then {cfg.rounds} attacked rounds, "
+        f"{cfg.local_steps} local steps, k = 3 votes per peer (the protocol's), threshold "
+        f"{cfg.threshold_ppm} ppm; {cfg.repeats} seed(s) from {seed}; cells: median [min, max] "
+        f"over seeds. Sweep time {elapsed:.0f} s. Command: `{command}`.\n\n"
     )
     (out_dir / "table.md").write_text(note + table, encoding="utf-8")
-    _plots(out_dir, cells, cfg)
-    log.append(
-        {"experiment": "anomaly", "task": TASK_LABEL, "summary": True, "elapsed_s": elapsed, "quick": quick}
-    )
+    plots(out_dir, cells, cfg)
+    log.append({"experiment": "anomaly", "task": task_label(cfg), "summary": True, "elapsed_s": elapsed,
+                "quick": quick})  # fmt: skip
 
 
-def _mean(runs: list[dict[str, Any]], key: str) -> float:
-    return float(np.mean([r[key] for r in runs]))
+SUMMARY_HEADER = (
+    "attack", "attackers", "defence", "precision", "recall", "accuracy",
+    "acc - attack-free", "test loss - attack-free", "backdoor success", "seeds",
+)  # fmt: skip
 
 
-def _summary_rows(cells: dict[tuple[str, float, str], list[dict[str, Any]]]) -> list[list[Any]]:
+def spread(values: Sequence[float | None], digits: int = 3) -> str:
+    """'median [min, max]' of the values (or '-' where none was measured)."""
+    xs = [float(x) for x in values if x is not None]
+    if not xs:
+        return "-"
+    med = float(np.median(xs))
+    if len(xs) == 1 or min(xs) == max(xs):
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{min(xs):.{digits}f}, {max(xs):.{digits}f}]"
+
+
+def summary_rows(cells: dict[tuple[str, float, str], list[dict[str, Any]]]) -> list[list[Any]]:
     rows = []
     for (attack, fraction, defence), runs in cells.items():
         rows.append(
@@ -422,20 +513,23 @@ def _summary_rows(cells: dict[tuple[str, float, str], list[dict[str, Any]]]) -> 
                 attack,
                 f"{runs[0]['attackers']} ({fraction:.0%})",
                 defence,
-                round(_mean(runs, "precision"), 3),
-                round(_mean(runs, "recall"), 3),
-                round(_mean(runs, "accuracy"), 3),
-                round(_mean(runs, "accuracy") - _mean(runs, "attack_free_accuracy"), 3),
-                round(_mean(runs, "backdoor_success"), 3),
+                spread([r["precision"] for r in runs]),
+                spread([r["recall"] for r in runs]),
+                spread([r["accuracy"] for r in runs]),
+                spread([r["accuracy"] - r["attack_free_accuracy"] for r in runs]),
+                spread([r["test_loss"] - r["attack_free_test_loss"] for r in runs]),
+                spread([r["backdoor_success"] for r in runs]),
                 len(runs),
             ]
         )
     return rows
 
 
-def _plots(
-    out_dir: Path, cells: dict[tuple[str, float, str], list[dict[str, Any]]], cfg: SweepConfig
-) -> None:
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(np.median([r[key] for r in runs]))
+
+
+def plots(out_dir: Path, cells: dict[tuple[str, float, str], list[dict[str, Any]]], cfg: SweepConfig) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -446,8 +540,8 @@ def _plots(
         fig, axes = plt.subplots(1, 3, figsize=(18, 5))
         for ax, key, title in zip(
             axes,
-            ("precision", "recall", "accuracy"),
-            ("included-set precision", "included-set recall", "accuracy - attack-free"),
+            ("precision", "recall", "test_loss"),
+            ("included-set precision", "included-set recall", "test loss - attack-free"),
             strict=True,
         ):
             grid = np.full((len(cfg.attacks), len(defences)), np.nan)
@@ -455,12 +549,12 @@ def _plots(
                 for j, defence in enumerate(defences):
                     runs = cells.get((attack, fraction, defence))
                     if runs:
-                        value = _mean(runs, key)
-                        if key == "accuracy":
-                            value -= _mean(runs, "attack_free_accuracy")
+                        value = _median(runs, key)
+                        if key == "test_loss":
+                            value -= _median(runs, "attack_free_test_loss")
                         grid[i, j] = value
-            vmin, vmax = (-0.3, 0.05) if key == "accuracy" else (0.0, 1.0)
-            im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap="RdYlGn", aspect="auto")
+            vmin, vmax, cmap = (-0.1, 0.5, "RdYlGn_r") if key == "test_loss" else (0.0, 1.0, "RdYlGn")
+            im = ax.imshow(grid, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
             ax.set_xticks(range(len(defences)), defences, rotation=45, ha="right")
             ax.set_yticks(range(len(cfg.attacks)), cfg.attacks)
             for (i, j), v in np.ndenumerate(grid):
@@ -468,7 +562,10 @@ def _plots(
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
             ax.set_title(title)
             fig.colorbar(im, ax=ax, fraction=0.046)
-        fig.suptitle(f"{fraction:.0%} attackers, {cfg.peers} peers - {TASK_LABEL}", fontsize=10)
+        fig.suptitle(
+            f"{fraction:.0%} attackers, {cfg.peers} peers, median of {cfg.repeats} seeds - {task_label(cfg)}",
+            fontsize=10,
+        )
         fig.tight_layout()
         fig.savefig(out_dir / f"anomaly_{round(fraction * 100)}pct.png", dpi=110)
         plt.close(fig)
@@ -476,17 +573,24 @@ def _plots(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bcfl.experiments.anomaly", description=__doc__.split("\n")[0]
+        prog="python -m bcfl.experiments.anomaly", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--quick", action="store_true", help="one seed, fewer rounds (minutes)")
+    parser.add_argument("--quick", action="store_true", help="tiny model, 30%% attackers, 2 seeds (minutes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--defences", help="comma-separated subset of the defences (default: all)")
+    parser.add_argument("--attacks", help="comma-separated subset of the attacks (default: all)")
     args = parser.parse_args(argv)
-    run(args.out_dir, quick=args.quick, seed=args.seed)
+    cfg = QUICK if args.quick else FULL
+    if args.defences:
+        cfg = replace(cfg, defences=tuple(args.defences.split(",")))
+    if args.attacks:
+        cfg = replace(cfg, attacks=tuple(args.attacks.split(",")))
+    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg)
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["FULL", "QUICK", "SweepConfig", "run", "simulate"]
+__all__ = ["FULL", "QUICK", "LoraTask", "SweepConfig", "run", "simulate", "vote_round"]
