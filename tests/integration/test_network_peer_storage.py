@@ -1,0 +1,130 @@
+"""Peers fetch adapter folders from each other along a plan over TCP, verified by CID."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from bcfl.network.paths import optimised_plan
+from bcfl.network.peer_storage import ObjectServer, PlannedStorage, routes_from_plan
+from bcfl.network.plan import Plan, Transfer, broadcast
+from bcfl.network.topology import generate
+from bcfl.network.transfer import Address
+from bcfl.storage.cid import cid_of_directory
+from bcfl.storage.embedded import EmbeddedStorage
+from bcfl.storage.errors import CidNotFound
+
+pytestmark = pytest.mark.integration
+
+ADAPTER = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": os.urandom(300_000)}
+
+
+class CorruptServer(ObjectServer):
+    """A relay that serves every object it is asked for, with one byte flipped."""
+
+    def payload(self, cid: str, kind: str, wait: float) -> bytes | None:
+        data = super().payload(cid, kind, wait)
+        return None if data is None else data[:-1] + bytes([data[-1] ^ 1])
+
+
+def _stores(tmp_path: Path, n: int) -> list[EmbeddedStorage]:
+    return [EmbeddedStorage(tmp_path / f"peer{i}") for i in range(n)]
+
+
+def test_a_folder_is_relayed_down_a_line_and_verified(tmp_path: Path) -> None:
+    stores = _stores(tmp_path, 3)
+    cid = stores[0].put_directory(ADAPTER)
+    with ObjectServer(stores[0]) as s0, ObjectServer(stores[1]) as s1:
+        # peer 2 asks peer 1 first; peer 1 is still fetching it from peer 0, and answers when it holds it
+        p1 = PlannedStorage(stores[1], {cid: [s0.address]})
+        p2 = PlannedStorage(stores[2], {cid: [s1.address, s0.address]}, wait=10.0)
+        got: dict[str, dict[str, bytes]] = {}
+        late = threading.Thread(target=lambda: got.update(two=p2.get_directory(cid)))
+        late.start()
+        got["one"] = p1.get_directory(cid)
+        late.join(timeout=20)
+        assert got["one"] == ADAPTER and got["two"] == ADAPTER
+        assert [e.outcome for e in p2.events] == ["ok"]
+        assert p2.events[0].peer == f"{s1.address.host}:{s1.address.port}"  # from the relay, not the source
+        assert stores[2].has(cid) and s1.served == 1 and s0.served == 1
+
+
+def test_corrupt_relay_is_caught_by_the_cid_and_routed_around(tmp_path: Path) -> None:
+    stores = _stores(tmp_path, 3)
+    cid = stores[0].put_directory(ADAPTER)
+    stores[1].put_directory(ADAPTER)
+    raw = os.urandom(5000)
+    raw_cid = stores[1].put(raw)
+    stores[0].put(raw)
+    with ObjectServer(stores[0]) as good, CorruptServer(stores[1]) as bad:
+        planned = PlannedStorage(
+            stores[2], {cid: [bad.address, good.address], raw_cid: [bad.address, good.address]}
+        )
+        assert planned.get_directory(cid) == ADAPTER
+        assert "not " + cid in planned.events[0].outcome and planned.events[1].outcome == "ok"
+        assert bad.address in planned.banned
+        assert planned.get(raw_cid) == raw  # the banned relay is not asked again
+        assert [e.peer for e in planned.events[2:]] == [f"{good.address.host}:{good.address.port}"]
+
+
+def test_dead_peers_then_the_inner_store(tmp_path: Path) -> None:
+    stores = _stores(tmp_path, 2)
+    cid = cid_of_directory(ADAPTER)
+    dead = Address("127.0.0.1", 9)  # discard port: nothing listens
+    with ObjectServer(stores[0]) as empty:
+        planned = PlannedStorage(stores[1], {cid: [dead, empty.address]}, wait=0.1, connect_timeout=1.0)
+        with pytest.raises(CidNotFound, match=cid):
+            planned.get_directory(cid)
+        outcomes = [e.outcome for e in planned.events]
+        assert (
+            "could not be asked" in outcomes[0] and "not held" in outcomes[1] and "not found" in outcomes[2]
+        )
+        stores[1].put_directory(ADAPTER)
+        assert planned.get_directory(cid) == ADAPTER  # held locally now: no peer asked
+        assert planned.events[-1].peer == "inner"
+
+
+def test_routes_follow_the_plan(tmp_path: Path) -> None:
+    problem = broadcast(0, 1000, (0, 1, 2, 3))
+    plan = Plan(
+        "line",
+        problem,
+        {"aggregate": 1},
+        (Transfer(0, 1, "aggregate", 0), Transfer(1, 2, "aggregate", 0), Transfer(2, 3, "aggregate", 0)),
+    )
+    addresses = {i: Address("127.0.0.1", 7000 + i) for i in range(4)}
+    routes = routes_from_plan(plan, 3, {"aggregate": "bafyx"}, addresses)
+    assert routes == {"bafyx": [addresses[2], addresses[1], addresses[0]]}
+    assert routes_from_plan(plan, 1, {"aggregate": "bafyx"}, addresses) == {"bafyx": [addresses[0]]}
+
+
+def test_every_peer_of_an_optimised_plan_gets_the_aggregate(tmp_path: Path) -> None:
+    topo = generate("waxman", 6, seed=4)
+    plan = optimised_plan(topo, broadcast(0, 300_000, topo.peers), chunks=4)
+    stores = _stores(tmp_path, 6)
+    cid = stores[0].put_directory(ADAPTER)
+    servers = [ObjectServer(s).start() for s in stores]
+    try:
+        addresses = {i: s.address for i, s in enumerate(servers)}
+        routes = [routes_from_plan(plan, i, {"aggregate": cid}, addresses)[cid] for i in range(6)]
+        planned = [PlannedStorage(stores[i], {cid: routes[i]}, wait=10.0) for i in range(6)]
+        results: dict[int, dict[str, bytes]] = {}
+        threads = [
+            threading.Thread(target=lambda i=i: results.update({i: planned[i].get_directory(cid)}))
+            for i in range(1, 6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert all(results[i] == ADAPTER for i in range(1, 6))
+        for i in range(1, 6):  # each peer got it from the first sender its plan names
+            first = routes[i][0]
+            assert [(e.peer, e.outcome) for e in planned[i].events] == [(f"{first.host}:{first.port}", "ok")]
+        assert sum(s.served for s in servers) == 5
+    finally:
+        for s in servers:
+            s.stop()
