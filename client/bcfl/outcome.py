@@ -10,6 +10,7 @@ to check one: both call the same functions, so an honest peer and an auditor alw
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -23,6 +24,8 @@ from bcfl.storage.cid import cid_of_directory
 from bcfl.trust.gate import decide
 from bcfl.trust.pagerank import RoundScores, RoundVotes, Standing, score_round
 from bcfl.trust.votes import MAX_VOTE_FILE_BYTES, RejectedVotes, check_vote_files
+
+log = logging.getLogger("bcfl.outcome")
 
 # Protocol constants: every peer and the auditor must use the same values.
 MAX_VOTES_PER_PEER = 3  # updates each submitter evaluates (fewer when the round is small)
@@ -155,16 +158,23 @@ def aggregate_files(
     """The aggregate adapter's files: the included updates averaged (FFA: exact), each weighted
     by its samples with the staleness discount, in CID order so every peer gets the same bits."""
     from bcfl.learning.adapter import to_files
-    from bcfl.learning.aggregate import WeightedUpdate, aggregate, staleness_weight
+    from bcfl.learning.aggregate import WeightedUpdate, aggregate, incompatibility, staleness_weight
 
     base_files = fetch_adapter(storage, base.cid, digest=base.digest, timeout=timeout)
-    if not decision.included:
-        return base_files
+    base_state = _adapter_state(base_files, f"base {base.cid}")
     updates = []
     for sub in decision.included:
         files = fetch_adapter(storage, sub.cid, digest=sub.digest, timeout=timeout)
+        state = _adapter_state(files, f"update {sub.cid}")
+        # Votes already give such an update 0; this keeps a colluding quorum from including it.
+        problem = incompatibility(base_state, state, AGGREGATION_SCHEME)
+        if problem is not None:
+            log.warning("round %d: update %s left out of the aggregate: %s", round_id, sub.cid, problem)
+            continue
         weight = staleness_weight(sub.samples, round_id - sub.trained_from)
-        updates.append(WeightedUpdate(sub.cid, _adapter_state(files, f"update {sub.cid}"), weight))
+        updates.append(WeightedUpdate(sub.cid, state, weight))
+    if not updates:
+        return base_files
     return to_files(aggregate(updates, AGGREGATION_SCHEME))
 
 

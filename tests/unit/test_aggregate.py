@@ -14,6 +14,7 @@ from bcfl.learning.aggregate import (
     WeightedUpdate,
     aggregate,
     deltas,
+    incompatibility,
     normalised_weights,
     staleness_weight,
 )
@@ -120,3 +121,15 @@ def test_staleness_weight() -> None:
     assert values == sorted(values, reverse=True)
     with pytest.raises(ValueError, match="must be >= 0"):
         staleness_weight(10, -1)
+
+
+def test_incompatibility_names_a_changed_frozen_factor_and_other_mismatches() -> None:
+    base = _state(0, shared_a=True)
+    assert incompatibility(base, _state(3, shared_a=True)) is None
+    forged = _state(3, shared_a=False)
+    assert "frozen factor" in (incompatibility(base, forged) or "")
+    assert incompatibility(base, forged, "fedit") is None  # FedIT trains A: any A is fine
+    wide = base.replace({k: torch.zeros(v.shape[0], v.shape[1] + 1) for k, v in base.tensors.items()})
+    assert "(4, 17)" in (incompatibility(base, wide) or "")
+    other_spec = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
+    assert "LoRA settings" in (incompatibility(base, other_spec) or "")

@@ -118,6 +118,24 @@ def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> 
     return first.replace(out)
 
 
+def incompatibility(base: AdapterState, update: AdapterState, scheme: LoraScheme = "ffa") -> str | None:
+    """Why `update` cannot be aggregated onto `base` (None: it can). Under "ffa" the frozen A
+    factors must be the base's, bit for bit: an update that changed them would break the exact
+    average, or, alone in a round, replace A for every later round."""
+    if update.spec != base.spec:
+        return f"its LoRA settings {update.spec} differ from the base's {base.spec}"
+    if update.tensors.keys() != base.tensors.keys():
+        return "its tensor names differ from the base's"
+    for name, tensor in base.tensors.items():
+        other = update.tensors[name]
+        if other.shape != tensor.shape or other.dtype != tensor.dtype:
+            found, wanted = f"{other.dtype} {tuple(other.shape)}", f"{tensor.dtype} {tuple(tensor.shape)}"
+            return f"tensor {name} is {found}, the base's is {wanted}"
+        if scheme == "ffa" and ".lora_A." in name and not torch.equal(other, tensor):
+            return f"its frozen factor {name} differs from the base's"
+    return None
+
+
 def deltas(state: AdapterState) -> dict[str, torch.Tensor]:
     """Each adapted module's weight delta, scaling x B @ A (float64, for checks and metrics)."""
     out: dict[str, torch.Tensor] = {}

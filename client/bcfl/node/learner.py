@@ -21,6 +21,7 @@ from bcfl.chain.federation import Submission
 from bcfl.errors import BcflError
 from bcfl.learning import adapter as adapters
 from bcfl.learning.adapter import AdapterState, LoraSpec
+from bcfl.learning.aggregate import incompatibility
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import evaluate
 from bcfl.learning.model import BaseModel, load_base
@@ -28,6 +29,7 @@ from bcfl.learning.partition import PartitionConfig, partition
 from bcfl.learning.task import TaskConfig
 from bcfl.learning.train import TrainConfig, train_update
 from bcfl.node.config import NodeConfig
+from bcfl.outcome import AGGREGATION_SCHEME
 from bcfl.trust import attacks
 from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
 
@@ -148,13 +150,17 @@ class Learner:
         """Evaluate each candidate update on this peer's validation slice and vote with the
         protocol's rule (`bcfl.trust.votes.vote_values`: against the better of the base and
         this voter's median candidate); an update that cannot be loaded gets 0."""
-        base_metrics = self._metrics(adapters.from_files(base_files, self.base, expect=self.spec))
+        base_state = adapters.from_files(base_files, self.base, expect=self.spec)
+        base_metrics = self._metrics(base_state)
         measured: list[Metrics] = []
         for sub, files, problem in candidates:
             metrics = Metrics(loss=float("inf"), accuracy=None)
             if files is not None:
                 try:
-                    metrics = self._metrics(adapters.from_files(files, self.base, expect=self.spec))
+                    state = adapters.from_files(files, self.base, expect=self.spec)
+                    problem = incompatibility(base_state, state, AGGREGATION_SCHEME) or ""
+                    if not problem:
+                        metrics = self._metrics(state)
                 except BcflError as exc:
                     problem = str(exc)
             if problem:
@@ -173,10 +179,12 @@ class Learner:
 
 
 def _attacked(name: str, start: AdapterState, trained: AdapterState, seed: int) -> AdapterState:
-    """Apply an update attack to the delta the peer trained, and rebuild the adapter."""
-    delta = {k: (trained.tensors[k] - start.tensors[k]).numpy() for k in trained.tensors}
+    """Apply an update attack to the delta of the factors the protocol trains (B under "ffa";
+    an update with a changed frozen A is simply invalid), and rebuild the adapter."""
+    attacked = [k for k in trained.tensors if AGGREGATION_SCHEME != "ffa" or ".lora_A." not in k]
+    delta = {k: (trained.tensors[k] - start.tensors[k]).numpy() for k in attacked}
     poisoned = attacks.attack_update(name, delta, seed=seed)
-    tensors = {
-        k: start.tensors[k] + torch.as_tensor(poisoned[k], dtype=torch.float32) for k in trained.tensors
-    }
+    tensors = dict(trained.tensors)
+    for k in attacked:
+        tensors[k] = start.tensors[k] + torch.as_tensor(poisoned[k], dtype=torch.float32)
     return trained.replace(tensors)

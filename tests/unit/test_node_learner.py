@@ -1,0 +1,71 @@
+"""The peer's learner on the tiny model: attacks touch only the trained factors, and an update
+that changed the frozen A factors is voted 0 without being evaluated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bcfl.chain.federation import Submission
+from bcfl.learning import adapter as adapters
+from bcfl.node.config import NodeConfig
+from bcfl.node.learner import Learner, genesis_files
+
+
+@pytest.fixture(scope="module")
+def learner(tmp_path_factory: pytest.TempPathFactory) -> Learner:
+    data_dir: Path = tmp_path_factory.mktemp("peer")
+    conf = NodeConfig(
+        model="tiny",
+        peers=3,
+        peer_index=0,
+        storage=f"embedded:{data_dir / 'store'}",
+        data_dir=data_dir,
+        local_steps=2,
+        learning_rate=1e-2,
+        max_tokens=32,
+        eval_examples=2,
+        progress=False,
+    )
+    return Learner.from_config(conf, address="0x" + "11" * 20)
+
+
+def _a_factors(files: dict[str, bytes]) -> dict[str, torch.Tensor]:
+    from bcfl.storage.adapter_pack import load_tensors
+
+    tensors = load_tensors(files[adapters.ADAPTER_MODEL])
+    return {k: v for k, v in tensors.items() if ".lora_A." in k}
+
+
+@pytest.mark.parametrize("attack", ["gaussian-noise", "sign-flip", "scaling"])
+def test_update_attacks_leave_the_frozen_factors_alone(learner: Learner, attack: str) -> None:
+    base = genesis_files("tiny")
+    files, _ = learner.train(base, round_id=1, attack=attack)
+    base_a, got_a = _a_factors(base), _a_factors(files)
+    assert base_a.keys() == got_a.keys() and base_a
+    assert all(torch.equal(base_a[k], got_a[k]) for k in base_a)
+
+
+def test_a_candidate_with_forged_frozen_factors_gets_vote_zero(learner: Learner) -> None:
+    base = genesis_files("tiny")
+    honest, _ = learner.train(base, round_id=1, attack=None)
+    state = adapters.from_files(honest, learner.base)
+    forged = adapters.to_files(
+        state.replace({k: v + 0.01 if ".lora_A." in k else v for k, v in state.tensors.items()})
+    )
+    peers = ["0x" + "22" * 20, "0x" + "33" * 20]
+    subs = [Submission(1, p, f"cid-{i}", b"\0" * 32, 10, 0, 0, 1, "0x", i) for i, p in enumerate(peers)]
+    document = learner.vote_file(
+        1,
+        "0x" + "11" * 20,
+        base,
+        [(subs[0], honest, ""), (subs[1], forged, "")],
+        all_peers=["0x" + "11" * 20, *peers],
+        attack=None,
+    )
+    votes = {v["peer"]: v["value"] for v in json.loads(document)["votes"]}
+    assert votes[peers[1]] == 0
+    assert votes[peers[0]] > 0
