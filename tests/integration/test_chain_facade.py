@@ -109,3 +109,47 @@ def test_concurrent_sends_from_one_key_get_distinct_nonces(w3: Web3) -> None:
     assert len({r.tx_hash for r in receipts}) == 6
     assert all(f.peer(account.address).active for f in feds)
     assert w3.eth.get_transaction_count(account.address) == 6
+
+
+def test_a_vote_that_became_the_finalising_one_after_its_estimate_is_sent_again(
+    w3: Web3, caplog: pytest.LogCaptureFixture
+) -> None:
+    deployer, *accounts = funded_accounts(w3, 4)
+    dec = default_decoder()
+    record = deploy(TxSender(w3, deployer, dec), GENESIS, make_config())
+    fed = Federation(w3, record.address, from_block=record.block_number)
+    senders = [TxSender(w3, a, dec) for a in accounts[:3]]
+    peers = [fed.with_sender(s) for s in senders]
+    for i, p in enumerate(peers):
+        p.join(10**15)
+        p.submit_update(1, f"bafyupdate{i}", _digest(f"u{i}"), 10, 1)
+    for i, p in enumerate(peers):
+        p.commit_votes(1, f"bafyvotes{i}", _digest(f"v{i}"))
+    subs = fed.submissions(1)
+    leaves = [ScoreLeaf(1, s.peer, 900_000, True) for s in subs]
+    args = (
+        1,
+        merkle_root(leaves),
+        included_hash([(s.peer, s.cid) for s in subs]),
+        ModelRef("bafyagg", _digest("a")),
+    )
+
+    # Peer 1 estimates its vote as a non-final one; peer 0's vote lands before peer 1's is
+    # mined, so peer 1's becomes the finalising vote and needs more gas than estimated.
+    real = senders[1]._gas_limit
+    calls: list[int] = []
+
+    def estimate_then_race(*a: object) -> int:
+        gas = real(*a)  # type: ignore[arg-type]
+        if not calls:
+            peers[0].attest_result(*args)
+        calls.append(gas)
+        return gas
+
+    senders[1]._gas_limit = estimate_then_race  # type: ignore[method-assign]
+    with caplog.at_level("INFO", logger="bcfl.chain"):
+        receipt = peers[1].attest_result(*args)
+    assert fed.round(1).status is RoundStatus.FINALISED
+    assert len(calls) == 2 and calls[1] > calls[0], "estimated again for the new state"
+    assert receipt.gas_used > calls[0]
+    assert "ran out of gas" in caplog.text

@@ -92,16 +92,9 @@ class TxSender:
     def send(self, fn: ContractFunction, *, value: int = 0, context: str = "") -> Receipt:
         """Send `fn` as a transaction and wait for it to be mined successfully."""
         params: dict[str, Any] = {"from": self.address, "value": value, "chainId": self._chain()}
-        try:
-            gas = int(fn.estimate_gas(cast(Any, params)))
-        except Exception as exc:
-            data = revert_data(exc)
-            if data is not None:
-                raise self.decoder.decode(data, context) from None
-            raise TransactionFailed(f"gas estimation failed ({context}): {exc}") from exc
-        params["gas"] = int(gas * GAS_MARGIN) + 10_000
         last_error: Exception | None = None
         for attempt in range(1, self.retries + 1):
+            params["gas"] = self._gas_limit(fn, params, context)
             nonce = self._allocate_nonce()
             tx = fn.build_transaction(cast(Any, {**params, "nonce": nonce}))
             signed = self.account.sign_transaction(cast(Any, tx))
@@ -128,6 +121,12 @@ class TxSender:
                 error = self.call_error(fn, value, context)
                 if error is not None:
                     raise error
+                if int(receipt["gasUsed"]) >= params["gas"]:
+                    # Another transaction changed the state between estimate and inclusion so
+                    # that this one needed more gas (e.g. it became a round's finalising vote).
+                    log.info("transaction %s ran out of gas; estimating again", tx_hash.hex())
+                    last_error = TransactionFailed(f"transaction {tx_hash.hex()} ran out of gas ({context})")
+                    continue
                 raise TransactionFailed(f"transaction {tx_hash.hex()} reverted ({context})")
             return Receipt(
                 tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
@@ -139,6 +138,17 @@ class TxSender:
         raise TransactionFailed(
             f"transaction not mined after {self.retries} attempts ({context}): {last_error}"
         )
+
+    def _gas_limit(self, fn: ContractFunction, params: dict[str, Any], context: str) -> int:
+        """The estimate for the current state, with a margin; a revert is decoded and raised."""
+        try:
+            gas = int(fn.estimate_gas(cast(Any, {k: v for k, v in params.items() if k != "gas"})))
+        except Exception as exc:
+            data = revert_data(exc)
+            if data is not None:
+                raise self.decoder.decode(data, context) from None
+            raise TransactionFailed(f"gas estimation failed ({context}): {exc}") from exc
+        return int(gas * GAS_MARGIN) + 10_000
 
     def _wait(self, tx_hash: Any, raw: bytes) -> Any | None:
         """The receipt; re-broadcasts once if the node forgot the transaction (dropped)."""
