@@ -15,11 +15,16 @@ any change to its round loop. Writes, pins and `has` go to the inner storage. A 
   anywhere; the embedded store raises `CidNotFound`).
 
 `ObjectServer` serves what the inner storage holds over TCP. A request may wait: a peer asked
-for an object it is itself still fetching answers once it holds it (up to `wait` seconds).
+for an object it is itself still fetching answers once it holds it (up to `wait` seconds). A
+request may also ask the peer to relay: a `PlannedStorage` server that lacks the object then
+fetches it along its own route (asking with one hop fewer), keeps it and serves it. Routes built
+by `routes_from_plan(..., earlier_only=True)` name only peers the plan reaches first, so relay
+requests follow the plan back towards the source and never go round in a circle; the hop budget
+bounds them anyway.
 
 Wire protocol (one request per connection):
 
-    request:  GET <cid> <file|dir> <wait_ms>\\n
+    request:  GET <cid> <file|dir> <wait_ms> [<hops>]\\n
     response: OK <length>\\n<payload>   or   NO <reason>\\n
 
 A file's payload is its bytes; a folder's is a JSON header line {"names": [...], "sizes": [...]}
@@ -33,6 +38,7 @@ other peer the plan gives the object to before it, then the object's source.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import socketserver
 import threading
@@ -48,7 +54,21 @@ from bcfl.storage.base import DEFAULT_MAX_BYTES, Storage
 from bcfl.storage.cid import cid_of_bytes, cid_of_directory
 from bcfl.storage.errors import CidNotFound, IntegrityError, ObjectTooLarge, StorageError
 
-Routes = Mapping[str, Sequence[Address]] | Callable[[str], Sequence[Address]]
+log = logging.getLogger("bcfl.network")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Whom to ask for one object, in order; `relay_hops` > 0 lets each of them fetch it along
+    its own route first (a relay request); `wait` overrides the storage's wait for this object."""
+
+    peers: tuple[Address, ...]
+    relay_hops: int = 0
+    wait: float | None = None
+
+
+RouteLike = Route | Sequence[Address]
+Routes = Mapping[str, RouteLike] | Callable[[str], RouteLike]
 _LINE_LIMIT = 64 * 1024
 _T = TypeVar("_T")
 
@@ -67,11 +87,12 @@ class _Handler(socketserver.StreamRequestHandler):
         owner = self.server.owner
         try:
             line = self.rfile.readline(_LINE_LIMIT).decode("ascii").split()
-            if len(line) != 4 or line[0] != "GET" or line[2] not in ("file", "dir"):
+            if len(line) not in (4, 5) or line[0] != "GET" or line[2] not in ("file", "dir"):
                 self.wfile.write(b"NO bad request\n")
                 return
             cid, kind, wait = line[1], line[2], int(line[3]) / 1000.0
-            payload = owner.payload(cid, kind, wait)
+            hops = int(line[4]) if len(line) == 5 else 0
+            payload = owner.payload(cid, kind, wait, hops) if hops else owner.payload(cid, kind, wait)
             if payload is None:
                 self.wfile.write(f"NO {cid} not held\n".encode())
                 return
@@ -99,6 +120,7 @@ class ObjectServer:
             target=self._server.serve_forever, name="bcfl-object-server", daemon=True
         )
         self.served = 0
+        self.served_bytes = 0
 
     @property
     def address(self) -> Address:
@@ -120,17 +142,20 @@ class ObjectServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def payload(self, cid: str, kind: str, wait: float) -> bytes | None:
-        """The bytes to send for `cid`, waiting up to `wait` s for it to arrive; None if not held."""
+    def payload(self, cid: str, kind: str, wait: float, hops: int = 0) -> bytes | None:
+        """The bytes to send for `cid`: held, relayed (`hops` > 0 and the storage can fetch
+        along its route), or arriving within `wait` s; None if none of these."""
+        if hops > 0 and isinstance(self.storage, PlannedStorage) and not self.storage.has(cid):
+            self.storage.relay(cid, kind, hops - 1)
         deadline = time.monotonic() + max(0.0, wait)
         while not self.storage.has(cid):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
+        data = self.storage.get(cid) if kind == "file" else encode_directory(self.storage.get_directory(cid))
         self.served += 1
-        if kind == "file":
-            return self.storage.get(cid)
-        return encode_directory(self.storage.get_directory(cid))
+        self.served_bytes += len(data)
+        return data
 
 
 def encode_directory(files: Mapping[str, bytes]) -> bytes:
@@ -162,14 +187,17 @@ def decode_directory(payload: bytes, where: str) -> dict[str, bytes]:
 
 
 def fetch_payload(
-    address: Address, cid: str, kind: str, *, wait: float, timeout: float, max_bytes: int
+    address: Address, cid: str, kind: str, *, wait: float, timeout: float, max_bytes: int, hops: int = 0
 ) -> bytes:
-    """One request to one peer; raises PeerFetchError (or ObjectTooLarge) when it does not deliver."""
+    """One request to one peer; raises PeerFetchError (or ObjectTooLarge) when it does not deliver.
+    With `hops` > 0 the peer may fetch the object along its own route before answering."""
     where = f"peer {address.host}:{address.port}"
+    relay = f" {hops}" if hops > 0 else ""
     try:
         with socket.create_connection((address.host, address.port), timeout=timeout) as sock:
-            sock.settimeout(timeout + wait)
-            sock.sendall(f"GET {cid} {kind} {int(wait * 1000)}\n".encode("ascii"))
+            # A relay answers after its own fetch: allow each hop its connect time and wait.
+            sock.settimeout((timeout + wait) * (1 + hops))
+            sock.sendall(f"GET {cid} {kind} {int(wait * 1000)}{relay}\n".encode("ascii"))
             reader = sock.makefile("rb")
             status = reader.readline(_LINE_LIMIT).decode("ascii", "replace").split(maxsplit=1)
             if len(status) != 2 or status[0] != "OK":
@@ -206,6 +234,10 @@ class PlannedStorage:
     connect_timeout: float = 5.0
     events: list[FetchEvent] = field(default_factory=list)
     banned: set[Address] = field(default_factory=set)  # peers caught serving bytes of another CID
+    fetched_bytes: int = 0  # bytes received from peers (verified), this storage's lifetime
+    # One fetch per object at a time: the node and relay requests it serves share the result.
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def location(self) -> str:
@@ -226,27 +258,54 @@ class PlannedStorage:
     def has(self, cid: str) -> bool:
         return self.inner.has(cid)
 
-    def route(self, cid: str) -> list[Address]:
+    def route_of(self, cid: str) -> Route:
         found = self.routes(cid) if callable(self.routes) else self.routes.get(cid, ())
-        return [a for a in found if a not in self.banned]
+        route = found if isinstance(found, Route) else Route(tuple(found))
+        return Route(tuple(a for a in route.peers if a not in self.banned), route.relay_hops, route.wait)
+
+    def route(self, cid: str) -> list[Address]:
+        return list(self.route_of(cid).peers)
+
+    def _lock(self, cid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cid, threading.Lock())
+
+    def _fetch(self, cid: str, kind: str, max_bytes: int, hops: int | None) -> bytes | None:
+        """Fetch `cid` from its route into the inner storage unless it is held there; the
+        verified payload when it was fetched now, None when held already or not delivered."""
+        with self._lock(cid):
+            if self.inner.has(cid):
+                return None
+            if kind == "file":
+                data = self._from_route(cid, kind, max_bytes, lambda b: cid_of_bytes(b) == cid, hops)
+                if data is not None:
+                    self.inner.put(data)
+            else:
+                data = self._from_route(cid, kind, max_bytes, lambda b: _directory_matches(b, cid), hops)
+                if data is not None:
+                    self.inner.put_directory(decode_directory(data, "a verified peer"))
+            return data
+
+    def relay(self, cid: str, kind: str, hops: int) -> bool:
+        """Fetch `cid` along this peer's route on another peer's behalf (see ObjectServer)."""
+        try:
+            self._fetch(cid, kind, DEFAULT_MAX_BYTES, hops)
+        except StorageError as exc:
+            log.warning("relaying %s failed: %s", cid, exc)
+        return self.inner.has(cid)
 
     def get(self, cid: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = None) -> bytes:
-        if not self.inner.has(cid):
-            data = self._from_route(cid, "file", max_bytes, lambda b: cid_of_bytes(b) == cid)
-            if data is not None:
-                self.inner.put(data)
-                return data
+        data = self._fetch(cid, "file", max_bytes, None)
+        if data is not None:
+            return data
         return self._inner(cid, lambda: self.inner.get(cid, max_bytes=max_bytes, timeout=timeout))
 
     def get_directory(
         self, cid: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float | None = None
     ) -> dict[str, bytes]:
-        if not self.inner.has(cid):
-            payload = self._from_route(cid, "dir", max_bytes, lambda b: _directory_matches(b, cid))
-            if payload is not None:
-                files = decode_directory(payload, "a verified peer")
-                self.inner.put_directory(files)
-                return files
+        data = self._fetch(cid, "dir", max_bytes, None)
+        if data is not None:
+            return decode_directory(data, "a verified peer")
         return self._inner(cid, lambda: self.inner.get_directory(cid, max_bytes=max_bytes, timeout=timeout))
 
     def _inner(self, cid: str, read: Callable[[], _T]) -> _T:
@@ -260,22 +319,42 @@ class PlannedStorage:
         return out
 
     def _from_route(
-        self, cid: str, kind: str, max_bytes: int, matches: Callable[[bytes], bool]
+        self, cid: str, kind: str, max_bytes: int, matches: Callable[[bytes], bool], hops: int | None
     ) -> bytes | None:
-        for address in self.route(cid):
+        route = self.route_of(cid)
+        wait = self.wait if route.wait is None else route.wait
+        ask_hops = route.relay_hops if hops is None else min(route.relay_hops, hops)
+        for address in route.peers:
             where = f"{address.host}:{address.port}"
             started = time.monotonic()
             try:
                 payload = fetch_payload(
-                    address, cid, kind, wait=self.wait, timeout=self.connect_timeout, max_bytes=max_bytes
+                    address,
+                    cid,
+                    kind,
+                    wait=wait,
+                    timeout=self.connect_timeout,
+                    max_bytes=max_bytes,
+                    hops=ask_hops,
                 )
                 if not matches(payload):
                     self.banned.add(address)
                     raise IntegrityError(f"peer {where} served bytes that are not {cid}")
             except (PeerFetchError, ObjectTooLarge, IntegrityError) as exc:
                 self.events.append(FetchEvent(cid, where, str(exc), time.monotonic() - started))
+                log.info("peer %s did not deliver %s: %s", where, cid, exc)
                 continue
-            self.events.append(FetchEvent(cid, where, "ok", time.monotonic() - started))
+            seconds = time.monotonic() - started
+            self.events.append(FetchEvent(cid, where, "ok", seconds))
+            self.fetched_bytes += len(payload)
+            log.info(
+                "fetched %s (%d bytes) from peer %s in %.3f s",
+                cid,
+                len(payload),
+                where,
+                seconds,
+                extra={"event": "peer_fetch", "cid": cid, "peer": where, "bytes": len(payload)},
+            )
             return payload
         return None
 
@@ -288,19 +367,29 @@ def _directory_matches(payload: bytes, cid: str) -> bool:
 
 
 def routes_from_plan(
-    plan: Plan, me: int, cids: Mapping[str, str], addresses: Mapping[int, Address]
+    plan: Plan,
+    me: int,
+    cids: Mapping[str, str],
+    addresses: Mapping[int, Address],
+    *,
+    earlier_only: bool = False,
 ) -> dict[str, list[Address]]:
-    """CID -> the peers `me` asks for that object, from `plan` (see the module docstring)."""
+    """CID -> the peers `me` asks for that object, from `plan` (see the module docstring).
+
+    With `earlier_only`, only peers the plan reaches before `me` (or the source) are named: a
+    chunked plan may have two peers feed each other, and relay requests must not loop."""
     routes: dict[str, list[Address]] = {}
     for obj, cid in cids.items():
         if obj not in plan.problem.objects:
             continue
         senders: list[int] = []
         earlier: list[int] = []
+        first: dict[int, int] = {}  # node -> index of the first transfer that reaches it
         reached_me = False
-        for t in plan.transfers:
+        for i, t in enumerate(plan.transfers):
             if t.obj != obj:
                 continue
+            first.setdefault(t.dst, i)
             if t.dst == me:
                 reached_me = True
                 if t.src not in senders:
@@ -308,6 +397,9 @@ def routes_from_plan(
             elif not reached_me and t.dst not in earlier:
                 earlier.append(t.dst)
         source = plan.problem.objects[obj].source
+        if earlier_only:
+            mine = first.get(me, len(plan.transfers))
+            senders = [n for n in senders if n == source or first.get(n, mine) < mine]
         order = [*senders, *(n for n in earlier if n not in senders), source]
         seen: set[int] = set()
         route = []
