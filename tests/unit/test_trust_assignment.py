@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bcfl.trust.assignment import (
     AssignmentError,
+    Ring,
     assign_evaluations,
     assignment_table,
     evaluation_counts,
+    seeded_ring,
 )
 
 PEERS = [f"0x{i:040X}" for i in range(1, 21)]
@@ -62,3 +67,27 @@ def test_non_submitting_voter_gets_k_candidates() -> None:
 def test_invalid_k() -> None:
     with pytest.raises(AssignmentError, match="at least 1"):
         assign_evaluations(b"x", PEERS[0], PEERS, 0)
+
+
+def _naive(seed: bytes, voter: str, candidates: list[str], k: int) -> list[str]:
+    """The assignment by its definition: the k ring members after the voter's ring position."""
+    ring = seeded_ring(seed, candidates)
+    keyed = sorted(
+        [*ring, voter] if voter.lower() not in {a.lower() for a in ring} else ring,
+        key=lambda a: (hashlib.sha256(b"bcfl/assign/v1" + seed + a.lower().encode()).digest(), a.lower()),
+    )
+    at = [a.lower() for a in keyed].index(voter.lower())
+    after = [keyed[(at + j) % len(keyed)] for j in range(1, len(keyed))]
+    return [a for a in after if a.lower() != voter.lower()][:k]
+
+
+@given(st.integers(0, 40), st.integers(1, 6), st.binary(min_size=1, max_size=8), st.booleans())
+def test_the_ring_built_once_gives_every_voter_its_defined_assignment(
+    n: int, k: int, seed: bytes, outsider: bool
+) -> None:
+    peers = [f"0x{i:040x}" for i in range(n)]
+    ring = Ring(seed, peers)
+    voters = ([*peers[:5], "0x" + "ab" * 20] if outsider else peers[:5]) or ["0x" + "cd" * 20]
+    for voter in voters:
+        assert ring.assignment(voter, k) == _naive(seed, voter, peers, k)
+        assert assign_evaluations(seed, voter, peers, k) == ring.assignment(voter, k)

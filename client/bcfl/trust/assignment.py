@@ -35,6 +35,32 @@ def seeded_ring(seed: bytes, candidates: Sequence[str]) -> list[str]:
     return sorted(unique.values(), key=lambda a: (_key(seed, a), a.lower()))
 
 
+class Ring:
+    """A round's candidates in seeded ring order, built once so that every voter's assignment
+    costs O(k + log n) (checking all n voters' files is then O(n log n), not O(n^2))."""
+
+    def __init__(self, seed: bytes, candidates: Sequence[str]) -> None:
+        if not isinstance(seed, bytes | bytearray):
+            raise AssignmentError(f"assignment seed must be bytes, got {type(seed).__name__}")
+        self.seed = bytes(seed)
+        self.order = seeded_ring(self.seed, candidates)
+        self._keys = [_key(self.seed, a) for a in self.order]
+        self._index = {a.lower(): i for i, a in enumerate(self.order)}
+
+    def assignment(self, voter: str, k: int) -> list[str]:
+        """The `k` candidates (never the voter itself) that `voter` evaluates, in ring order."""
+        if k < 1:
+            raise AssignmentError(f"evaluation count k must be at least 1, got {k}")
+        n = len(self.order)
+        own = self._index.get(voter.lower())
+        if own is not None:
+            # A candidate takes the ones after it, wrapping round, never itself.
+            return [self.order[(own + j) % n] for j in range(1, min(k, n - 1) + 1)]
+        # Not a candidate: slot the voter into the ring by its own key.
+        start = bisect.bisect_right(self._keys, _key(self.seed, voter))
+        return [self.order[(start + j) % n] for j in range(min(k, n))]
+
+
 def assign_evaluations(seed: bytes, voter: str, candidates: Sequence[str], k: int) -> list[str]:
     """The `k` candidates (never the voter itself) that `voter` evaluates this round.
 
@@ -43,28 +69,15 @@ def assign_evaluations(seed: bytes, voter: str, candidates: Sequence[str], k: in
     """
     if k < 1:
         raise AssignmentError(f"evaluation count k must be at least 1, got {k}")
-    if not isinstance(seed, bytes | bytearray):
-        raise AssignmentError(f"assignment seed must be bytes, got {type(seed).__name__}")
-    ring = seeded_ring(bytes(seed), candidates)
-    others = [a for a in ring if a.lower() != voter.lower()]
-    if not others:
-        return []
-    if len(others) < len(ring):
-        start = ring.index(next(a for a in ring if a.lower() == voter.lower())) + 1
-        ordered = ring[start:] + ring[: start - 1]
-    else:
-        # Not a candidate: slot the voter into the ring by its own key.
-        keys = [_key(bytes(seed), a) for a in ring]
-        start = bisect.bisect_right(keys, _key(bytes(seed), voter))
-        ordered = ring[start:] + ring[:start]
-    return ordered[: min(k, len(ordered))]
+    return Ring(seed, candidates).assignment(voter, k)
 
 
 def assignment_table(
     seed: bytes, voters: Sequence[str], candidates: Sequence[str], k: int
 ) -> dict[str, list[str]]:
     """Every voter's assignment, keyed by the voter's spelling as given."""
-    return {v: assign_evaluations(seed, v, candidates, k) for v in voters}
+    ring = Ring(seed, candidates)
+    return {v: ring.assignment(v, k) for v in voters}
 
 
 def evaluation_counts(table: Mapping[str, Sequence[str]]) -> dict[str, int]:

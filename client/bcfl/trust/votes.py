@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bcfl.errors import BcflError
-from bcfl.trust.assignment import assign_evaluations
+from bcfl.trust.assignment import Ring
 
 VOTE_FILE_VERSION = 1
 MAX_VOTE_FILE_BYTES = 1 << 20  # a vote file lists at most k votes: 1 MiB is far more than enough
@@ -223,6 +223,22 @@ def _int(doc: Mapping[str, Any], key: str, where: str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class _RoundPeers:
+    """A round's submitters and their CIDs keyed by lower-cased address, built once per round
+    (rebuilding them per vote file made checking n files O(n^2))."""
+
+    spelling: Mapping[str, str]
+    cid_of: Mapping[str, str] | None
+
+    @classmethod
+    def of(cls, known_peers: Collection[str], cids: Mapping[str, str] | None) -> _RoundPeers:
+        return cls(
+            {p.lower(): p for p in known_peers},
+            None if cids is None else {p.lower(): c for p, c in cids.items()},
+        )
+
+
 def parse_votes(
     data: bytes,
     *,
@@ -241,6 +257,19 @@ def parse_votes(
     unknown peer, wrong CID, self-vote, vote outside the assignment, duplicate vote, a value or
     accuracy out of range. Peer addresses come back spelled as in `known_peers`.
     """
+    peers = _RoundPeers.of(known_peers, cids)
+    return _parse_votes(data, round=round, voter=voter, peers=peers, assigned=assigned, max_bytes=max_bytes)
+
+
+def _parse_votes(
+    data: bytes,
+    *,
+    round: int,
+    voter: str,
+    peers: _RoundPeers,
+    assigned: Collection[str] | None,
+    max_bytes: int = MAX_VOTE_FILE_BYTES,
+) -> VoteFile:
     who = f"vote file of {voter} for round {round}"
     if len(data) > max_bytes:
         raise VoteFileError("too_large", f"{who} is {len(data)} bytes, over the {max_bytes}-byte limit")
@@ -267,9 +296,8 @@ def parse_votes(
     if not isinstance(doc["votes"], list):
         raise VoteFileError("schema", f"{who} field 'votes' must be a list")
 
-    spelling = {p.lower(): p for p in known_peers}
+    spelling, cid_of = peers.spelling, peers.cid_of
     allowed = None if assigned is None else {a.lower() for a in assigned}
-    cid_of = None if cids is None else {p.lower(): c for p, c in cids.items()}
     votes: list[Vote] = []
     for i, item in enumerate(doc["votes"]):
         where = f"{who} vote #{i}"
@@ -322,22 +350,12 @@ def check_vote_files(
     """
     valid: list[VoteFile] = []
     rejected: list[RejectedVotes] = []
-    peers: Sequence[str] = list(submissions)
+    peers = _RoundPeers.of(list(submissions), submissions)
+    ring = Ring(seed, list(submissions)) if seed is not None and k is not None else None
     for voter in sorted(files, key=str.lower):
-        assigned = None
-        if seed is not None and k is not None:
-            assigned = assign_evaluations(seed, voter, peers, k)
+        assigned = ring.assignment(voter, k) if ring is not None and k is not None else None
         try:
-            valid.append(
-                parse_votes(
-                    files[voter],
-                    round=round,
-                    voter=voter,
-                    known_peers=peers,
-                    cids=submissions,
-                    assigned=assigned,
-                )
-            )
+            valid.append(_parse_votes(files[voter], round=round, voter=voter, peers=peers, assigned=assigned))
         except VoteFileError as exc:
             rejected.append(RejectedVotes(voter=voter, reason=exc.reason, message=str(exc)))
     return valid, rejected
