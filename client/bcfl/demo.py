@@ -12,9 +12,10 @@ from bcfl.outcome import decide_round, fetch_votes
 
 
 def demo_spec(
-    workdir: Path, *, quick: bool, peers: int, rounds: int, attack: str, ipfs: bool
+    workdir: Path, *, quick: bool, peers: int, rounds: int, attack: str, ipfs: bool, storage: str = "embedded"
 ) -> FederationSpec:
-    """Five peers, K = N - 1 so a straggler never holds a round back, the last peer attacking."""
+    """Five peers, K = N - 1 so a straggler never holds a round back, the last peer attacking.
+    `storage`: embedded (one shared store), ipfs (a daemon per peer; also `ipfs=True`) or p2p."""
     return FederationSpec(
         workdir=workdir,
         peers=peers,
@@ -28,7 +29,7 @@ def demo_spec(
         vote_duration=60 if quick else 300,
         result_duration=120 if quick else 600,
         rounds=rounds,
-        storage="ipfs" if ipfs else "embedded",
+        storage="ipfs" if ipfs else storage,
         local_steps=4,
         learning_rate=1e-2 if quick else 2e-3,
         score_threshold=450_000,
@@ -109,9 +110,7 @@ def round_report(fed: LocalFederation, round_id: int) -> RoundReport:
     block = chain.w3.eth.get_block("latest")
     seconds = float(block["timestamp"]) - info.opened_at
     if info.status is RoundStatus.FINALISED:
-        from bcfl.node.work import open_storage_spec
-
-        store = open_storage_spec(fed.storage_spec(fed.spec.peers), fed.spec.workdir / "reporter")
+        store = fed.reader(fed.spec.workdir / "reporter")
         decision = decide_round(
             chain, round_id, submissions, fetch_votes(store, chain.vote_commits(round_id))
         )

@@ -2,7 +2,9 @@
 
 Used by `bcfl demo`, the end-to-end tests and the experiments that run real peer processes.
 Each peer is its own OS process (`bcfl node`) with its own generated keystore, talking to the
-chain over JSON-RPC and to storage through the configured backend.
+chain over JSON-RPC and to storage through the configured backend: one blockstore folder shared
+by every peer (`embedded`), one js-ipfs daemon per peer (`ipfs`), or each peer's own blockstore
+served to the others over TCP on a loopback port, objects fetched along planned paths (`p2p`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from web3 import Web3
 
 from bcfl.chain.connection import connect
 from bcfl.chain.deployment import FederationSettings, deploy, save_record
-from bcfl.chain.devnet import ANVIL_DEV_KEYS, DevnetInfo, pid_alive, start_anvil, stop_pid
+from bcfl.chain.devnet import ANVIL_DEV_KEYS, DevnetInfo, free_port, pid_alive, start_anvil, stop_pid
 from bcfl.chain.federation import Federation, ModelRef, RoundStatus
 from bcfl.chain.reverts import default_decoder
 from bcfl.chain.transactions import TxSender
 from bcfl.chain.wallet import new_keystore
 from bcfl.errors import BcflError
+from bcfl.network.transfer import Address
 from bcfl.node.timing import RoundTimes, read_timings
+from bcfl.storage.base import Storage
 
 PASSWORD_ENV = "BCFL_PEER_PASSWORD"
 
@@ -51,7 +55,7 @@ class FederationSpec:
     result_duration: int = 300
     score_threshold: int = 450_000
     rounds: int = 3
-    storage: str = "embedded"  # or "ipfs": one js-ipfs daemon per peer
+    storage: str = "embedded"  # or "ipfs": one js-ipfs daemon per peer; "p2p": see the module doc
     local_steps: int = 4
     learning_rate: float = 2e-3
     batch_size: int = 4
@@ -87,6 +91,8 @@ class LocalFederation:
         self.ipfs_state: Path | None = None
         self.storage_urls: list[str] = []
         self.genesis: ModelRef | None = None
+        self.peers_file: Path | None = None  # p2p: where every peer serves
+        self.servers: dict[int, Address] = {}  # p2p: peer index -> its object server
         self._password = secrets.token_urlsafe(16)
         self.timings: dict[str, float] = {}
 
@@ -123,6 +129,8 @@ class LocalFederation:
         deployer = Account.from_key(ANVIL_DEV_KEYS[0])  # Anvil's well-known dev key, devnet only
         sender = TxSender(self.w3, deployer, default_decoder())
         peers = self._make_peers()
+        if spec.storage == "p2p":
+            self._plan_p2p(peers)
         aggregator = next((p.address for p in peers if p.role == "aggregator"), "")
         settings = FederationSettings(
             closing_rule=spec.closing_rule,
@@ -155,9 +163,42 @@ class LocalFederation:
             daemons = ipfs_daemons.start_daemons(self.spec.peers + 1, self.ipfs_state)
             ipfs_daemons.save_daemons(self.ipfs_state, daemons)
             self.storage_urls = [d.api_url for d in daemons]
-        else:
+        elif self.spec.storage == "p2p":
+            self.storage_urls = ["p2p"] * (self.spec.peers + 1)
+        elif self.spec.storage == "embedded":
             shared = self.spec.workdir / "store"
             self.storage_urls = [f"embedded:{shared}"] * (self.spec.peers + 1)
+        else:
+            raise BcflError(f"storage {self.spec.storage!r} is not one of embedded, ipfs, p2p")
+
+    def _plan_p2p(self, peers: list[PeerProcess]) -> None:
+        """A loopback port per peer, the peers file naming them, the genesis in every store."""
+        from bcfl.node.p2p import write_peers_file
+        from bcfl.storage.embedded import EmbeddedStorage
+
+        assert self.genesis is not None
+        self.servers = {p.index: Address("127.0.0.1", free_port()) for p in peers}
+        self.peers_file = self.spec.workdir / "peers.toml"
+        write_peers_file(self.peers_file, {p.address: self.servers[p.index] for p in peers})
+        files = EmbeddedStorage(self.spec.workdir / "genesis").get_directory(self.genesis.cid)
+        for p in peers:
+            store = EmbeddedStorage(self.peer_dir(p.index))
+            if store.put_directory(files) != self.genesis.cid:
+                raise BcflError(f"genesis seeded into {self.peer_dir(p.index)} has another CID")
+            store.pin(self.genesis.cid)
+
+    def reader(self, data_dir: Path) -> Storage:
+        """Storage from which the federation's objects can be read (reports, audits): the shared
+        store or an IPFS daemon; with `p2p`, a store in `data_dir` that asks every peer."""
+        from bcfl.node.work import open_storage_spec
+
+        store = open_storage_spec(self.storage_spec(self.spec.peers), data_dir)
+        if self.spec.storage != "p2p":
+            return store
+        from bcfl.network.peer_storage import PlannedStorage, Route
+
+        everyone = Route(tuple(self.servers[i] for i in sorted(self.servers)), 0, 0.0)
+        return PlannedStorage(store, lambda cid: everyone, wait=0.0)
 
     def peer_dir(self, index: int) -> Path:
         """Peer `index`'s data folder (journal, timings, lock)."""
@@ -222,6 +263,8 @@ class LocalFederation:
             "progress": False,
             "poll_interval": 0.3,
         }
+        if self.peers_file is not None:
+            values["peers_file"] = str(self.peers_file)
         if p.index in spec.attackers:
             values["attack"] = spec.attackers[p.index]
         p.config_path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,15 +22,25 @@ def demo(
     ipfs: Annotated[
         bool, typer.Option(help="One js-ipfs daemon per peer instead of the embedded store")
     ] = False,
+    storage: Annotated[
+        str,
+        typer.Option(
+            help="embedded (one shared store), ipfs (as --ipfs) or p2p (each peer's own store, "
+            "objects fetched from the other peers over TCP along planned paths)"
+        ),
+    ] = "embedded",
     workdir: Annotated[Path, typer.Option(help="Scratch folder (replaced)")] = STATE_DIR / "demo",
 ) -> None:
     """Devnet up, contract deployed, N peer processes with their own keys, async rounds, audit."""
     from bcfl.audit.checks import CHECKS, audit_federation
     from bcfl.demo import demo_spec, round_report
-    from bcfl.node.work import open_storage_spec
     from bcfl.orchestrate import LocalFederation
 
-    spec = demo_spec(workdir, quick=quick, peers=peers, rounds=rounds, attack=attack, ipfs=ipfs)
+    if storage not in ("embedded", "ipfs", "p2p"):
+        raise typer.BadParameter(f"--storage {storage!r} is not one of embedded, ipfs, p2p")
+    spec = demo_spec(
+        workdir, quick=quick, peers=peers, rounds=rounds, attack=attack, ipfs=ipfs, storage=storage
+    )
     started = time.monotonic()
     err_console.print(
         f"[bold]bcfl demo[/]: {peers} peers (peer {peers - 1} attacks with {attack}), model {spec.model}, "
@@ -63,7 +73,7 @@ def demo(
             err_console.print(table)
             if report.note:
                 err_console.print(report.note)
-        store = open_storage_spec(fed.storage_spec(spec.peers), workdir / "auditor")
+        store = fed.reader(workdir / "auditor")
         audits = audit_federation(fed.federation, store, rounds=list(range(1, rounds + 1)))
     table = Table(title="audit (chain + storage only)", title_justify="left")
     for col in ("round", "status", *CHECKS):

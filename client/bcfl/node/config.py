@@ -23,8 +23,12 @@ class NodeConfig:
     password_env: str | None = None
     key_env: str | None = None
     data_dir: Path = Path(".bcfl/node")
-    # "embedded" (a blockstore in data_dir), "embedded:/shared/path", or a Kubo RPC URL.
+    # "embedded" (a blockstore in data_dir), "embedded:/shared/path", a Kubo RPC URL, or "p2p":
+    # a blockstore in data_dir, served to the peers named in `peers_file`, and what this peer
+    # lacks fetched from them along planned paths (bcfl.node.p2p).
     storage: str = "embedded"
+    peers_file: Path | None = None  # TOML: chain address -> server host:port, link figures
+    listen: str | None = None  # host:port to serve on; default: this peer's entry in peers_file
     model: str = "smollm2"  # "smollm2", "tiny", or a local Hugging Face causal-LM folder
     role: Role = "peer"
     # This peer's shard of the training data: index among `peers` under a seeded partition.
@@ -63,6 +67,10 @@ class NodeConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.votes_per_peer < 0:
             raise ValueError("votes_per_peer must be >= 0")
+        if self.storage == "p2p" and self.peers_file is None:
+            raise ValueError("storage 'p2p' needs peers_file (the TOML file naming every peer's server)")
+        if self.storage != "p2p" and (self.peers_file is not None or self.listen is not None):
+            raise ValueError(f"peers_file and listen apply to storage 'p2p' only, not {self.storage!r}")
 
 
 def load_node_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:

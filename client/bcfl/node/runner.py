@@ -12,13 +12,14 @@ from web3.types import RPCEndpoint
 
 from bcfl.chain.connection import connect
 from bcfl.chain.deployment import open_federation
+from bcfl.chain.federation import Federation
 from bcfl.chain.reverts import default_decoder
 from bcfl.chain.transactions import TxSender
 from bcfl.chain.wallet import load_account
 from bcfl.errors import BcflError
 from bcfl.node.config import NodeConfig
 from bcfl.node.journal import DataDirLock, load_journal
-from bcfl.node.loop import PeerNode
+from bcfl.node.loop import PeerNode, RoundWork
 from bcfl.node.timing import TIMINGS_FILE, PhaseRecorder, time_chain
 
 log = logging.getLogger("bcfl.node")
@@ -37,7 +38,7 @@ def _claim_data_dir(data_dir: Path, address: str) -> None:
 
 def run_node(conf: NodeConfig) -> None:
     """Run one peer until stopped (SIGINT/SIGTERM) or until `conf.max_rounds` have finished."""
-    from bcfl.node.work import build_work  # heavy imports (torch) only once we are sure to run
+    from bcfl.node.work import build_work, open_node_storage  # heavy imports (torch) once we run
 
     timer = PhaseRecorder(conf.data_dir / TIMINGS_FILE)  # start-up (model load, join) counts from here
     account = load_account(keystore=conf.keystore, password_env=conf.password_env, key_env=conf.key_env)
@@ -62,30 +63,52 @@ def run_node(conf: NodeConfig) -> None:
             raise BcflError(
                 f"{account.address} is not this federation's aggregator ({fed_config.aggregator})"
             )
-        work = build_work(conf, address=account.address, fed=fed, timer=timer)
-        node = PeerNode(
-            fed,
-            work,
-            load_journal(conf.data_dir),
-            address=account.address,
-            role=conf.role,
-            data_dir=conf.data_dir,
-            slowdown=conf.slowdown,
-            timer=timer,
-        )
-        stopping = {"flag": False}
-
-        def _stop(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %d: stopping after the current step", signum)
-            stopping["flag"] = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        storage, server = open_node_storage(conf, address=account.address, fed=fed)
         try:
-            node.run(
-                max_rounds=conf.max_rounds,
-                poll_interval=conf.poll_interval,
-                should_stop=lambda: stopping["flag"],
-            )
+            work = build_work(conf, address=account.address, fed=fed, timer=timer, storage=storage)
+            _run(conf, account.address, fed, timer, work)
         finally:
-            timer.save()
+            if server is not None:
+                server.stop()
+                log.info(
+                    "object server stopped: served %d objects (%d bytes); fetched %d bytes from peers",
+                    server.served,
+                    server.served_bytes,
+                    getattr(storage, "fetched_bytes", 0),
+                    extra={
+                        "event": "p2p_totals",
+                        "served": server.served,
+                        "served_bytes": server.served_bytes,
+                        "fetched_bytes": getattr(storage, "fetched_bytes", 0),
+                    },
+                )
+
+
+def _run(conf: NodeConfig, address: str, fed: Federation, timer: PhaseRecorder, work: RoundWork) -> None:
+    """The round loop until a signal or `conf.max_rounds`."""
+    node = PeerNode(
+        fed,
+        work,
+        load_journal(conf.data_dir),
+        address=address,
+        role=conf.role,
+        data_dir=conf.data_dir,
+        slowdown=conf.slowdown,
+        timer=timer,
+    )
+    stopping = {"flag": False}
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current step", signum)
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        node.run(
+            max_rounds=conf.max_rounds,
+            poll_interval=conf.poll_interval,
+            should_stop=lambda: stopping["flag"],
+        )
+    finally:
+        timer.save()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bcfl.chain.federation import Federation, ModelRef, Submission, VoteCommit
 from bcfl.chain.merkle import ScoreLeaf
@@ -31,14 +31,33 @@ from bcfl.storage.adapter_pack import fetch_adapter, json_digest, store_adapter
 from bcfl.storage.base import Storage, open_storage
 from bcfl.trust.assignment import assign_evaluations
 
+if TYPE_CHECKING:
+    from bcfl.network.peer_storage import ObjectServer
+
 log = logging.getLogger("bcfl.node")
 
 
 def open_storage_spec(spec: str, data_dir: Path) -> Storage:
-    """`embedded` (in data_dir), `embedded:PATH` (a shared blockstore folder) or a Kubo RPC URL."""
+    """`embedded` (in data_dir), `embedded:PATH` (a shared blockstore folder) or a Kubo RPC URL;
+    `p2p` opens the peer's own blockstore in data_dir (the peer layer: `open_node_storage`)."""
     if spec.startswith("embedded:"):
         return open_storage("embedded", Path(spec.split(":", 1)[1]))
+    if spec == "p2p":
+        return open_storage("embedded", data_dir)
     return open_storage(spec, data_dir)
+
+
+def open_node_storage(
+    conf: NodeConfig, *, address: str, fed: Federation
+) -> tuple[Storage, ObjectServer | None]:
+    """The node's storage, and the object server to stop when it ends (None unless `p2p`)."""
+    store = open_storage_spec(conf.storage, conf.data_dir)
+    if conf.storage != "p2p":
+        return store, None
+    from bcfl.node.p2p import start_p2p_storage
+
+    assert conf.peers_file is not None  # NodeConfig checks it
+    return start_p2p_storage(store, conf.peers_file, address=address, fed=fed, listen=conf.listen)
 
 
 @dataclass
@@ -138,13 +157,19 @@ class PeerWork:
 
 
 def build_work(
-    conf: NodeConfig, *, address: str, fed: Federation, timer: PhaseRecorder | None = None
+    conf: NodeConfig,
+    *,
+    address: str,
+    fed: Federation,
+    timer: PhaseRecorder | None = None,
+    storage: Storage | None = None,
 ) -> PeerWork:
-    """The work of one peer: its storage (timed on `timer`), model and data shard."""
+    """The work of one peer: its storage (`storage`, else opened from the config; timed on
+    `timer`), model and data shard."""
     from bcfl.node.learner import Learner
 
     timer = timer or PhaseRecorder(conf.data_dir / TIMINGS_FILE)
-    storage = TimedStorage(open_storage_spec(conf.storage, conf.data_dir), timer)
+    storage = TimedStorage(storage or open_storage_spec(conf.storage, conf.data_dir), timer)
     try:
         learner = Learner.from_config(conf, address=address)
     except OSError as exc:  # a missing or unreadable model or data file: name it, no traceback
