@@ -143,3 +143,31 @@ def test_chain_routes_follow_a_plan_back_to_the_source_without_loops(tmp_path: P
     assert chain.reads == reads  # cached: planned once per round
     unknown = routes[1]("aggregate-cid")  # not a submission or vote: every other peer, no relay
     assert unknown.relay_hops == 0 and len(unknown.peers) == 4
+
+
+def test_a_node_missing_from_the_peers_file_or_a_taken_port_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    from bcfl.chain.devnet import free_port
+    from bcfl.errors import BcflError
+    from bcfl.node.p2p import start_p2p_storage
+    from bcfl.storage.embedded import EmbeddedStorage
+
+    chain = _Chain({1: []}, {})
+    store = EmbeddedStorage(tmp_path / "blocks")
+    path = _write(tmp_path, _peers(2))
+    with pytest.raises(PeersFileError, match=f"this peer {A[4]} is not one of its"):
+        start_p2p_storage(store, path, address=A[4], fed=chain)  # type: ignore[arg-type,unused-ignore]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BcflError, match=f"cannot serve objects on 127.0.0.1:{port}"):
+            start_p2p_storage(store, path, address=A[0], fed=chain, listen=f"127.0.0.1:{port}")  # type: ignore[arg-type,unused-ignore]
+    storage, server = start_p2p_storage(
+        store, path, address=A[0], fed=chain, listen=f"127.0.0.1:{free_port()}"
+    )  # type: ignore[arg-type,unused-ignore]
+    try:
+        assert server.address.port > 0 and storage.inner is store
+    finally:
+        server.stop()
