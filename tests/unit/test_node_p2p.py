@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -153,20 +154,20 @@ def test_a_node_missing_from_the_peers_file_or_a_taken_port_is_refused(tmp_path:
     from bcfl.node.p2p import start_p2p_storage
     from bcfl.storage.embedded import EmbeddedStorage
 
-    chain = _Chain({1: []}, {})
+    chain: Any = _Chain({1: []}, {})  # the reads start_p2p_storage makes (none before a fetch)
     store = EmbeddedStorage(tmp_path / "blocks")
     path = _write(tmp_path, _peers(2))
     with pytest.raises(PeersFileError, match=f"this peer {A[4]} is not one of its"):
-        start_p2p_storage(store, path, address=A[4], fed=chain)  # type: ignore[arg-type,unused-ignore]
+        start_p2p_storage(store, path, address=A[4], fed=chain)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(BcflError, match=f"cannot serve objects on 127.0.0.1:{port}"):
-            start_p2p_storage(store, path, address=A[0], fed=chain, listen=f"127.0.0.1:{port}")  # type: ignore[arg-type,unused-ignore]
+            start_p2p_storage(store, path, address=A[0], fed=chain, listen=f"127.0.0.1:{port}")
     storage, server = start_p2p_storage(
         store, path, address=A[0], fed=chain, listen=f"127.0.0.1:{free_port()}"
-    )  # type: ignore[arg-type,unused-ignore]
+    )
     try:
         assert server.address.port > 0 and storage.inner is store
     finally:
