@@ -20,7 +20,12 @@ def node(
     password_env: PasswordEnvOption = None,
     key_env: KeyEnvOption = None,
     data_dir: Annotated[Path | None, typer.Option(help="This peer's data folder")] = None,
-    storage: Annotated[str | None, typer.Option(help="'embedded', 'embedded:PATH' or a Kubo RPC URL")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="'embedded', 'embedded:PATH', 'p2p' (own store, served to peers) or a Kubo RPC URL"
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="smollm2, tiny, or a local causal-LM folder")] = None,
     role: Annotated[str | None, typer.Option(help="peer or aggregator")] = None,
     peer_index: Annotated[int | None, typer.Option(help="This peer's shard index")] = None,

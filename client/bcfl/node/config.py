@@ -43,10 +43,9 @@ class NodeConfig:
     max_tokens: int = 128
     learning_rate: float = 5e-4
     lora_rank: int = 8
-    lora_scheme: Literal["ffa", "fedit"] = "ffa"
     threads: int = 1
-    # Trust: updates each peer evaluates per round, and examples per evaluation.
-    votes_per_peer: int = 2
+    # Trust: validation examples per evaluation (how many updates each peer evaluates, and the
+    # training scheme, are protocol constants in bcfl.outcome: every peer must agree on them).
     eval_examples: int = 8
     # Behaviour switches for experiments and the demo.
     attack: str | None = None
@@ -65,8 +64,6 @@ class NodeConfig:
         for name in ("local_steps", "batch_size", "max_tokens", "threads", "eval_examples", "lora_rank"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.votes_per_peer < 0:
-            raise ValueError("votes_per_peer must be >= 0")
         if self.storage == "p2p" and self.peers_file is None:
             raise ValueError("storage 'p2p' needs peers_file (the TOML file naming every peer's server)")
         if self.storage != "p2p" and (self.peers_file is not None or self.listen is not None):

@@ -114,7 +114,7 @@ class Learner:
             batch_size=self.conf.batch_size,
             learning_rate=self.conf.learning_rate,
             lora=self.spec,
-            scheme=self.conf.lora_scheme,
+            scheme=AGGREGATION_SCHEME,
             task=TaskConfig(max_text_tokens=self.conf.max_tokens),
             seed=seed,
             threads=self.conf.threads,
