@@ -61,7 +61,6 @@ class FederationSpec:
     batch_size: int = 4
     max_tokens: int = 96
     eval_examples: int = 8
-    votes_per_peer: int = 2
     threads: int = 1
     partition: str = "dirichlet"
     alpha: float = 0.5
@@ -256,7 +255,6 @@ class LocalFederation:
             "batch_size": spec.batch_size,
             "max_tokens": spec.max_tokens,
             "eval_examples": spec.eval_examples,
-            "votes_per_peer": spec.votes_per_peer,
             "threads": spec.threads,
             "slowdown": spec.slowdowns.get(p.index, 0.0),
             "log_format": "json",
