@@ -154,12 +154,35 @@ def _mean(xs: Sequence[int]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
-    """Run the whole experiment and write results.jsonl, table.md and PNG plots to `out_dir`."""
+METHODS = ("zero-shot", "centralised", "centralised-b", "fedit", "ffa", "ffa-int8", "ffa-topk", "cost")
+
+
+def run(
+    out_dir: Path,
+    *,
+    quick: bool,
+    seed: int = 0,
+    methods: Sequence[str] = METHODS,
+    rounds: int | None = None,
+) -> None:
+    """Run the experiment's `methods` and write results.jsonl, table.md and PNG plots to
+    `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds."""
     torch.set_num_threads(1)
     setup = QUICK if quick else FULL
-    command = f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}" + (
-        " --quick" if quick else ""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    if rounds is not None:
+        if rounds < 1 or setup.total_steps % (setup.peers * rounds):
+            raise ValueError(
+                f"{setup.total_steps} steps over {setup.peers} peers do not split into {rounds} rounds"
+            )
+        setup = replace(setup, rounds=rounds, local_steps=setup.total_steps // (setup.peers * rounds))
+    command = (
+        f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}"
+        + (" --quick" if quick else "")
+        + (f" --methods {','.join(methods)}" if tuple(methods) != METHODS else "")
+        + (f" --rounds {rounds}" if rounds is not None else "")
     )
     log = ResultLog(out_dir, command=command)
     started = time.monotonic()
@@ -209,31 +232,33 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
     log.append({"kind": "learning", "method": "always-majority", **common, "accuracy": always})
     rows.append(["always " + splits.label_names[majority], f"{always:.3f}", "", "", 0, ""])
 
-    record("zero-shot", _eval(base, None, test, n_eval, setup))
-    central = train(base, None, splits.train, _train_cfg(setup, "fedit", setup.total_steps, seed))
-    record(
-        "centralised LoRA (A+B)",
-        _eval(base, central.state, test, n_eval, setup),
-        steps=setup.total_steps,
-        train_seconds=central.seconds,
+    if "zero-shot" in methods:
+        record("zero-shot", _eval(base, None, test, n_eval, setup))
+    centrals: tuple[tuple[str, str, LoraScheme], ...] = (
+        ("centralised", "centralised LoRA (A+B)", "fedit"),
+        ("centralised-b", "centralised LoRA (B only)", "ffa"),
     )
-    central_ffa = train(base, None, splits.train, _train_cfg(setup, "ffa", setup.total_steps, seed))
-    record(
-        "centralised LoRA (B only)",
-        _eval(base, central_ffa.state, test, n_eval, setup),
-        steps=setup.total_steps,
-        train_seconds=central_ffa.seconds,
-    )
+    for method, name, scheme in centrals:
+        if method in methods:
+            central = train(base, None, splits.train, _train_cfg(setup, scheme, setup.total_steps, seed))
+            record(
+                name,
+                _eval(base, central.state, test, n_eval, setup),
+                steps=setup.total_steps,
+                train_seconds=central.seconds,
+            )
 
     curves: dict[str, list[tuple[int, float]]] = {}
     compression_rows: list[tuple[str, float, float]] = []
-    runs: list[tuple[str, LoraScheme, CompressionConfig | None]] = [
-        ("federated FedIT", "fedit", None),
-        ("federated exact (FFA)", "ffa", CompressionConfig("none")),
-        ("federated exact + int8", "ffa", CompressionConfig("int8")),
-        ("federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
+    runs: list[tuple[str, str, LoraScheme, CompressionConfig | None]] = [
+        ("fedit", "federated FedIT", "fedit", None),
+        ("ffa", "federated exact (FFA)", "ffa", CompressionConfig("none")),
+        ("ffa-int8", "federated exact + int8", "ffa", CompressionConfig("int8")),
+        ("ffa-topk", "federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
     ]
-    for name, scheme, comp in runs:
+    for method, name, scheme, comp in runs:
+        if method not in methods:
+            continue
         fed = federated(base, shards, test, setup, scheme, seed, comp)
         result = _eval(base, fed.state, test, n_eval, setup)
         extra: dict[str, Any] = {
@@ -254,6 +279,7 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
     probes = [
         probe_subprocess(setup.model, mode, setup, seed, checkpointing)
         for mode, checkpointing in (("bcfl", False), ("bcfl", True), ("bare", False))
+        if "cost" in methods
     ]
     for p in probes:
         log.append({"kind": "learning-cost", **common, **p})
@@ -261,18 +287,22 @@ def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
     table = markdown_table(
         ["method", "accuracy", "any-label acc.", "true-label loss", "total steps", "bytes per update"], rows
     )
-    cost = markdown_table(
-        ["training loop", "tokens/s", "peak RSS (MiB)", "steps", "batch"],
-        [
+    cost = (
+        ""
+        if not probes
+        else markdown_table(
+            ["training loop", "tokens/s", "peak RSS (MiB)", "steps", "batch"],
             [
-                p["mode"] + (" + activation checkpointing" if p["checkpointing"] else ""),
-                f"{p['tokens_per_second']:.0f}",
-                f"{p['peak_rss_mib']:.0f}",
-                p["steps"],
-                p["batch_size"],
-            ]
-            for p in probes
-        ],
+                [
+                    p["mode"] + (" + activation checkpointing" if p["checkpointing"] else ""),
+                    f"{p['tokens_per_second']:.0f}",
+                    f"{p['peak_rss_mib']:.0f}",
+                    p["steps"],
+                    p["batch_size"],
+                ]
+                for p in probes
+            ],
+        )
     )
     header = (
         f"Command: `{command}`\n\nModel {base.name} (`{base.model_id}`), seed {seed}, one run (no repeats). "
@@ -452,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/learning"))
     parser.add_argument("--quick", action="store_true", help="tiny random model; a few minutes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset to run")
+    parser.add_argument("--rounds", type=int, help="federated rounds (same total steps; default per setup)")
     a = parser.parse_args(args)
-    run(a.out, quick=a.quick, seed=a.seed)
+    run(a.out, quick=a.quick, seed=a.seed, methods=a.methods.split(","), rounds=a.rounds)
     return 0
 
 
