@@ -44,6 +44,7 @@ class NodeConfig:
     learning_rate: float = 5e-4
     lora_rank: int = 8
     threads: int = 1
+    checkpointing: bool = False  # recompute activations in backward: less memory, slower steps
     # Trust: validation examples per evaluation (how many updates each peer evaluates, and the
     # training scheme, are protocol constants in bcfl.outcome: every peer must agree on them).
     eval_examples: int = 8

@@ -118,6 +118,7 @@ class Learner:
             task=TaskConfig(max_text_tokens=self.conf.max_tokens),
             seed=seed,
             threads=self.conf.threads,
+            checkpointing=self.conf.checkpointing,
             progress=self.conf.progress,
         )
         state = train_update(self.base, start, examples, cfg)
