@@ -45,3 +45,11 @@ def test_unreachable_rpc_is_named(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "http://127.0.0.1:9 is not reachable" in out.stderr
+
+
+def test_node_p2p_flags_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    stray = _bcfl("node", "--listen", "127.0.0.1:9")
+    assert stray.returncode == 1
+    assert "peers_file and listen apply to storage 'p2p' only" in stray.stderr
+    bare = _bcfl("node", "--storage", "p2p")
+    assert bare.returncode == 1 and "storage 'p2p' needs peers_file" in bare.stderr

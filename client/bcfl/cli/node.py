@@ -26,6 +26,10 @@ def node(
             help="'embedded', 'embedded:PATH', 'p2p' (own store, served to peers) or a Kubo RPC URL"
         ),
     ] = None,
+    peers_file: Annotated[
+        Path | None, typer.Option(help="storage p2p: TOML naming every peer's server (and its links)")
+    ] = None,
+    listen: Annotated[str | None, typer.Option(help="storage p2p: host:port this peer serves on")] = None,
     model: Annotated[str | None, typer.Option(help="smollm2, tiny, or a local causal-LM folder")] = None,
     role: Annotated[str | None, typer.Option(help="peer or aggregator")] = None,
     peer_index: Annotated[int | None, typer.Option(help="This peer's shard index")] = None,
@@ -47,6 +51,8 @@ def node(
         key_env=key_env,
         data_dir=str(data_dir) if data_dir else None,
         storage=storage,
+        peers_file=str(peers_file) if peers_file else None,
+        listen=listen,
         model=model,
         role=role,
         peer_index=peer_index,
