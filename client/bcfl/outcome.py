@@ -11,7 +11,7 @@ to check one: both call the same functions, so an honest peer and an auditor alw
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -137,7 +137,7 @@ def decide_round(
     return decide_from(round_id, seed, fed.config().score_threshold, submissions, fetched)
 
 
-def _adapter_state(files: dict[str, bytes], what: str) -> Any:
+def adapter_state(files: dict[str, bytes], what: str) -> Any:
     """An adapter's tensors, parsed safely (safetensors only) and checked finite."""
     import torch
 
@@ -152,20 +152,56 @@ def _adapter_state(files: dict[str, bytes], what: str) -> Any:
     return AdapterState(spec, tensors)
 
 
+BaseOf = Callable[[int], ModelRef]  # round -> the base model that round trained from
+
+
+def rebased_update(
+    storage: Storage, sub: Submission, base_state: Any, round_id: int, base_of: BaseOf, *, timeout: float
+) -> Any:
+    """A submission's adapter as used in `round_id`: as submitted when it trained from this
+    round's base, else its change applied to this round's base (`bcfl.learning.aggregate.rebase`),
+    so a late update adds what it learned instead of undoing the rounds it missed."""
+    from bcfl.learning.aggregate import rebase
+
+    files = fetch_adapter(storage, sub.cid, digest=sub.digest, timeout=timeout)
+    state = adapter_state(files, f"update {sub.cid}")
+    if sub.trained_from == round_id:
+        return state
+    start = base_of(sub.trained_from)
+    start_files = fetch_adapter(storage, start.cid, digest=start.digest, timeout=timeout)
+    return rebase(state, adapter_state(start_files, f"base {start.cid}"), base_state)
+
+
 def aggregate_files(
-    storage: Storage, base: ModelRef, round_id: int, decision: RoundDecision, *, timeout: float = 30.0
+    storage: Storage,
+    base: ModelRef,
+    round_id: int,
+    decision: RoundDecision,
+    *,
+    base_of: BaseOf,
+    timeout: float = 30.0,
 ) -> dict[str, bytes]:
-    """The aggregate adapter's files: the included updates averaged (FFA: exact), each weighted
-    by its samples with the staleness discount, in CID order so every peer gets the same bits."""
+    """The aggregate adapter's files: the included updates (late ones rebased onto this round's
+    base) averaged (FFA: exact), each weighted by its samples with the staleness discount, in
+    CID order so every peer gets the same bits. `base_of` names each round's base (the chain's)."""
     from bcfl.learning.adapter import to_files
-    from bcfl.learning.aggregate import WeightedUpdate, aggregate, incompatibility, staleness_weight
+    from bcfl.learning.aggregate import (
+        AggregationError,
+        WeightedUpdate,
+        aggregate,
+        incompatibility,
+        staleness_weight,
+    )
 
     base_files = fetch_adapter(storage, base.cid, digest=base.digest, timeout=timeout)
-    base_state = _adapter_state(base_files, f"base {base.cid}")
+    base_state = adapter_state(base_files, f"base {base.cid}")
     updates = []
     for sub in decision.included:
-        files = fetch_adapter(storage, sub.cid, digest=sub.digest, timeout=timeout)
-        state = _adapter_state(files, f"update {sub.cid}")
+        try:
+            state = rebased_update(storage, sub, base_state, round_id, base_of, timeout=timeout)
+        except AggregationError as exc:
+            log.warning("round %d: update %s left out of the aggregate: %s", round_id, sub.cid, exc)
+            continue
         # Votes already give such an update 0; this keeps a colluding quorum from including it.
         problem = incompatibility(base_state, state, AGGREGATION_SCHEME)
         if problem is not None:
@@ -179,8 +215,14 @@ def aggregate_files(
 
 
 def aggregate_round(
-    storage: Storage, base: ModelRef, round_id: int, decision: RoundDecision, *, timeout: float = 30.0
+    storage: Storage,
+    base: ModelRef,
+    round_id: int,
+    decision: RoundDecision,
+    *,
+    base_of: BaseOf,
+    timeout: float = 30.0,
 ) -> ModelRef:
     """The aggregate's CID and digest, computed without storing anything."""
-    files = aggregate_files(storage, base, round_id, decision, timeout=timeout)
+    files = aggregate_files(storage, base, round_id, decision, base_of=base_of, timeout=timeout)
     return ModelRef(cid_of_directory(files), content_digest(files))

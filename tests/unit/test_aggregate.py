@@ -16,6 +16,7 @@ from bcfl.learning.aggregate import (
     deltas,
     incompatibility,
     normalised_weights,
+    rebase,
     staleness_weight,
 )
 
@@ -133,3 +134,17 @@ def test_incompatibility_names_a_changed_frozen_factor_and_other_mismatches() ->
     assert "(4, 17)" in (incompatibility(base, wide) or "")
     other_spec = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
     assert "LoRA settings" in (incompatibility(base, other_spec) or "")
+
+
+def test_rebase_applies_a_late_updates_change_to_the_current_base() -> None:
+    start, update, base = _state(0, shared_a=True), _state(1, shared_a=True), _state(2, shared_a=True)
+    rebased = rebase(update, start, base)
+    for name, tensor in rebased.tensors.items():
+        expected = base.tensors[name].double() + update.tensors[name].double() - start.tensors[name].double()
+        assert torch.equal(tensor, expected.float())
+    # Onto its own start it is the update itself, bit for bit.
+    same = rebase(update, start, start)
+    assert all(torch.equal(same.tensors[k], update.tensors[k]) for k in update.tensors)
+    other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
+    with pytest.raises(AggregationError, match="cannot rebase an update onto the base"):
+        rebase(update, start, other)

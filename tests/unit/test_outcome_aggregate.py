@@ -26,7 +26,11 @@ def _state(b_seed: int, a_seed: int = 7) -> AdapterState:
 
 
 def _submission(peer: int, cid: str, digest: bytes) -> Submission:
-    return Submission(1, f"0x{peer:040x}", cid, digest, 100, 0, 0, 1, "0x", peer)
+    return Submission(1, f"0x{peer:040x}", cid, digest, 100, 1, 0, 1, "0x", peer)
+
+
+def _no_base(round_id: int) -> ModelRef:
+    raise AssertionError(f"round {round_id}: no update here is late")
 
 
 def _decision(included: list[Submission]) -> RoundDecision:
@@ -41,7 +45,7 @@ def test_an_included_update_with_a_forged_frozen_factor_is_left_out(tmp_path: Pa
     subs = [
         _submission(i, *store_adapter(store, to_files(state))) for i, state in enumerate([*honest, forged])
     ]
-    files = aggregate_files(store, ModelRef(base_cid, base_digest), 1, _decision(subs))
+    files = aggregate_files(store, ModelRef(base_cid, base_digest), 1, _decision(subs), base_of=_no_base)
     got = load_tensors(files[ADAPTER_MODEL])
     expected = aggregate(
         [WeightedUpdate(s.cid, state, 100.0) for s, state in zip(subs, honest, strict=False)], "ffa"
@@ -55,4 +59,18 @@ def test_when_every_included_update_is_invalid_the_base_carries_over(tmp_path: P
     base_files = to_files(_state(0))
     base = ModelRef(*store_adapter(store, base_files))
     forged = _submission(0, *store_adapter(store, to_files(_state(3, a_seed=99))))
-    assert aggregate_files(store, base, 1, _decision([forged])) == base_files
+    assert aggregate_files(store, base, 1, _decision([forged]), base_of=_no_base) == base_files
+
+
+def test_a_late_update_adds_its_change_to_this_rounds_base(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path)
+    old_base, base = _state(0), _state(5)
+    old_ref = ModelRef(*store_adapter(store, to_files(old_base)))
+    base_ref = ModelRef(*store_adapter(store, to_files(base)))
+    late = _state(3)  # trained from round 1's base, submitted to round 3
+    cid, digest = store_adapter(store, to_files(late))
+    sub = Submission(3, "0x" + "01" * 20, cid, digest, 100, 1, 0, 1, "0x", 0)
+    files = aggregate_files(store, base_ref, 3, _decision([sub]), base_of={1: old_ref}.__getitem__)
+    got = load_tensors(files[ADAPTER_MODEL])[key_b(MODULE)]
+    change = late.tensors[key_b(MODULE)].double() - old_base.tensors[key_b(MODULE)].double()
+    assert torch.equal(got, (base.tensors[key_b(MODULE)].double() + change).float())

@@ -108,7 +108,7 @@ def audit_round(fed: Federation, storage: Storage, round_id: int, *, timeout: fl
         )
         try:
             aggregate = aggregate_round(
-                storage, fed.base_model(round_id), round_id, decision, timeout=timeout
+                storage, fed.base_model(round_id), round_id, decision, base_of=fed.base_model, timeout=timeout
             )
             same = aggregate.cid == final.aggregate.cid and aggregate.digest == final.aggregate.digest
             detail = (

@@ -136,6 +136,21 @@ def incompatibility(base: AdapterState, update: AdapterState, scheme: LoraScheme
     return None
 
 
+def rebase(update: AdapterState, start: AdapterState, base: AdapterState) -> AdapterState:
+    """An update trained from an older `start`, as its change applied to the current `base`:
+    base + (update - start), per tensor in float64, rounded once to float32. A late update then
+    adds what it learned instead of pulling the aggregate back to the base it started from."""
+    for state, what in ((start, "its start"), (base, "the base")):
+        problem = incompatibility(state, update, "fedit")
+        if problem is not None:
+            raise AggregationError(f"cannot rebase an update onto {what}: {problem}")
+    out = {}
+    for name, tensor in base.tensors.items():
+        change = update.tensors[name].to(torch.float64) - start.tensors[name].to(torch.float64)
+        out[name] = (tensor.to(torch.float64) + change).to(torch.float32)
+    return base.replace(out)
+
+
 def deltas(state: AdapterState) -> dict[str, torch.Tensor]:
     """Each adapted module's weight delta, scaling x B @ A (float64, for checks and metrics)."""
     out: dict[str, torch.Tensor] = {}

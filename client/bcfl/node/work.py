@@ -21,10 +21,12 @@ from bcfl.node.loop import Outcome
 from bcfl.node.timing import TIMINGS_FILE, PhaseRecorder, TimedStorage
 from bcfl.outcome import (
     RoundDecision,
+    adapter_state,
     aggregate_files,
     assignment_seed,
     decide_round,
     fetch_votes,
+    rebased_update,
     votes_per_peer,
 )
 from bcfl.storage.adapter_pack import fetch_adapter, json_digest, store_adapter
@@ -103,9 +105,19 @@ class PeerWork:
         candidates: list[tuple[Submission, dict[str, bytes] | None, str]] = []
         with self.timer.phase("storage"):
             base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+            base_state = None
             for sub in targets:
                 try:
-                    files = fetch_adapter(self.storage, sub.cid, digest=sub.digest)
+                    if sub.trained_from == round_id:
+                        files = fetch_adapter(self.storage, sub.cid, digest=sub.digest)
+                    else:  # judged as it would be aggregated: its change applied to this base
+                        from bcfl.learning.adapter import to_files
+
+                        base_state = base_state or adapter_state(base_files, f"base {base.cid}")
+                        late = rebased_update(
+                            self.storage, sub, base_state, round_id, self.fed.base_model, timeout=30.0
+                        )
+                        files = to_files(late)
                     candidates.append((sub, files, ""))
                 except BcflError as exc:
                     # Unverifiable or malformed: voted 0 with the reason, never evaluated.
@@ -139,7 +151,7 @@ class PeerWork:
         for peer, reason in decision.excluded.items():
             log.info("round %d excludes %s: %s", round_id, peer, reason)
         with self.timer.phase("scoring"):
-            files = aggregate_files(self.storage, base, round_id, decision)
+            files = aggregate_files(self.storage, base, round_id, decision, base_of=self.fed.base_model)
         with self.timer.phase("storage"):
             cid, digest = store_adapter(self.storage, files)
         return Outcome(
