@@ -88,23 +88,8 @@ def attacker_indices(cfg: Config) -> list[int]:
 
 def federation_spec(workdir: Path, cfg: Config, *, attack: str, seed: int) -> FederationSpec:
     attackers = {} if attack == NO_ATTACK else dict.fromkeys(attacker_indices(cfg), attack)
-    return FederationSpec(
-        workdir=workdir,
-        peers=cfg.peers,
-        attackers=attackers,
-        model=cfg.model,
-        closing_rule="synchronous",  # every update is submitted and evaluated in its round
-        result_mode="serverless",
-        async_quorum=cfg.peers,
-        max_staleness=0,
-        **asdict(harness.windows(cfg.model)),
-        rounds=cfg.rounds,
-        local_steps=cfg.local_steps,
-        learning_rate=cfg.learning_rate,
-        max_tokens=cfg.max_tokens,
-        eval_examples=cfg.eval_examples,
-        data_seed=seed,
-    )
+    # Synchronous: every update is submitted and evaluated in its round.
+    return harness.federation_spec(workdir, cfg, peers=cfg.peers, seed=seed, attackers=attackers)
 
 
 @dataclass(frozen=True)

@@ -385,23 +385,14 @@ def _score_files(job: dict[str, Any], folder: Path, test_examples: int) -> tuple
 
 
 def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], seed: int) -> FederationSpec:
-    return FederationSpec(
-        workdir=workdir,
+    return harness.federation_spec(
+        workdir,
+        cfg,
         peers=cfg.peers,
-        attackers={i: ATTACK for i in attackers},
-        model=cfg.model,
-        closing_rule="synchronous",
+        seed=seed,
         result_mode=mode,
-        async_quorum=cfg.peers,
-        max_staleness=0,
-        **asdict(harness.windows(cfg.model)),
-        rounds=cfg.rounds,
-        local_steps=cfg.local_steps,
-        learning_rate=cfg.learning_rate,
+        attackers={i: ATTACK for i in attackers},
         batch_size=cfg.batch_size,
-        max_tokens=cfg.max_tokens,
-        eval_examples=cfg.eval_examples,
-        data_seed=seed,
     )
 
 

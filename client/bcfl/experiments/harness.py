@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from bcfl.experiments.results import median_spread, read_records
+from bcfl.orchestrate import FederationSpec
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,54 @@ FULL_WINDOWS = Windows(round_duration=3600, vote_duration=900, result_duration=1
 
 def windows(model: str) -> Windows:
     return QUICK_WINDOWS if model == "tiny" else FULL_WINDOWS
+
+
+class Training(Protocol):
+    """The training settings every federation experiment's config carries."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def rounds(self) -> int: ...
+    @property
+    def local_steps(self) -> int: ...
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def eval_examples(self) -> int: ...
+
+
+def federation_spec(
+    workdir: Path,
+    cfg: Training,
+    *,
+    peers: int,
+    seed: int,
+    closing_rule: str = "synchronous",
+    result_mode: str = "serverless",
+    async_quorum: int | None = None,
+    **overrides: Any,
+) -> FederationSpec:
+    """A local federation with the experiment's training settings and windows; synchronous
+    (every peer's update awaited) unless `closing_rule` says otherwise."""
+    return FederationSpec(
+        workdir=workdir,
+        peers=peers,
+        model=cfg.model,
+        closing_rule=closing_rule,
+        result_mode=result_mode,
+        async_quorum=peers if async_quorum is None else async_quorum,
+        **asdict(windows(cfg.model)),
+        rounds=cfg.rounds,
+        local_steps=cfg.local_steps,
+        learning_rate=cfg.learning_rate,
+        max_tokens=cfg.max_tokens,
+        eval_examples=cfg.eval_examples,
+        data_seed=seed,
+        **{"attackers": {}, "max_staleness": 0, **overrides},
+    )
 
 
 def spread(values: Sequence[float | None], *, scale: float = 1.0, digits: int = 3) -> str:

@@ -311,23 +311,7 @@ QUICK = Config(
 
 
 def federation_spec(workdir: Path, cfg: Config, *, peers: int, mode: str, seed: int) -> FederationSpec:
-    return FederationSpec(
-        workdir=workdir,
-        peers=peers,
-        attackers={},
-        model=cfg.model,
-        closing_rule="synchronous",
-        result_mode=mode,
-        async_quorum=peers,
-        max_staleness=0,
-        **asdict(harness.windows(cfg.model)),
-        rounds=cfg.rounds,
-        local_steps=cfg.local_steps,
-        learning_rate=cfg.learning_rate,
-        max_tokens=cfg.max_tokens,
-        eval_examples=cfg.eval_examples,
-        data_seed=seed,
-    )
+    return harness.federation_spec(workdir, cfg, peers=peers, seed=seed, result_mode=mode)
 
 
 def run(out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None) -> None:

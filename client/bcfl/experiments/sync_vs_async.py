@@ -93,23 +93,15 @@ def stragglers(cfg: Config, seed: int) -> dict[int, float]:
 
 def federation_spec(workdir: Path, cfg: Config, *, rule: str, seed: int) -> FederationSpec:
     slow = stragglers(cfg, seed)
-    return FederationSpec(
-        workdir=workdir,
+    return harness.federation_spec(
+        workdir,
+        cfg,
         peers=cfg.peers,
-        attackers={},
-        slowdowns=slow,
-        model=cfg.model,
+        seed=seed,
         closing_rule=rule,
-        result_mode="serverless",
         async_quorum=cfg.peers - len(slow),
+        slowdowns=slow,
         max_staleness=cfg.max_staleness,
-        **asdict(harness.windows(cfg.model)),
-        rounds=cfg.rounds,
-        local_steps=cfg.local_steps,
-        learning_rate=cfg.learning_rate,
-        max_tokens=cfg.max_tokens,
-        eval_examples=cfg.eval_examples,
-        data_seed=seed,
     )
 
 
