@@ -14,28 +14,15 @@ import pytest
 
 from bcfl.audit.checks import audit_federation
 from bcfl.chain.federation import RoundStatus
-from bcfl.orchestrate import FederationSpec, LocalFederation
+from bcfl.orchestrate import LocalFederation
 from bcfl.storage.embedded import EmbeddedStorage
+from tests.e2e.specs import tiny_spec
 
 pytestmark = pytest.mark.e2e
 
 
 def test_p2p_peers_fetch_each_others_updates_over_tcp_and_the_round_audits(tmp_path: Path) -> None:
-    spec = FederationSpec(
-        workdir=tmp_path / "fed",
-        peers=4,
-        attackers={3: "sign-flip"},
-        model="tiny",
-        async_quorum=3,
-        round_duration=90,
-        vote_duration=40,
-        result_duration=90,
-        local_steps=4,
-        learning_rate=1e-2,
-        max_tokens=64,
-        eval_examples=8,
-        storage="p2p",
-    )
+    spec = tiny_spec(tmp_path, storage="p2p")
     with LocalFederation(spec) as fed:
         assert fed.federation is not None and fed.peers_file is not None
         chain = fed.federation

@@ -14,30 +14,11 @@ import pytest
 from bcfl.audit.checks import audit_federation
 from bcfl.chain.federation import RoundStatus
 from bcfl.node.work import open_storage_spec
-from bcfl.orchestrate import FederationSpec, LocalFederation
+from bcfl.orchestrate import LocalFederation
 from bcfl.outcome import decide_round, fetch_votes
+from tests.e2e.specs import tiny_spec
 
 pytestmark = pytest.mark.e2e
-
-
-def _spec(tmp_path: Path, **overrides: object) -> FederationSpec:
-    base: dict[str, object] = dict(
-        workdir=tmp_path / "fed",
-        peers=4,
-        attackers={3: "sign-flip"},
-        model="tiny",
-        async_quorum=3,
-        round_duration=90,
-        vote_duration=40,
-        result_duration=90,
-        score_threshold=450_000,
-        local_steps=4,
-        learning_rate=1e-2,
-        max_tokens=64,
-        eval_examples=8,
-    )
-    base.update(overrides)
-    return FederationSpec(**base)  # type: ignore[arg-type]
 
 
 def _audit(fed: LocalFederation, rounds: list[int]) -> None:
@@ -50,7 +31,7 @@ def _audit(fed: LocalFederation, rounds: list[int]) -> None:
 def test_async_serverless_rounds_exclude_the_attacker(tmp_path: Path) -> None:
     # Five peers closing on K = 4 (as the demo does): each update is evaluated by k = 3 others,
     # enough votes for the tiny model's small loss changes to separate the sign-flipper.
-    spec = _spec(tmp_path, peers=5, attackers={4: "sign-flip"}, async_quorum=4)
+    spec = tiny_spec(tmp_path, peers=5, attackers={4: "sign-flip"}, async_quorum=4)
     with LocalFederation(spec) as fed:
         assert fed.federation is not None
         chain = fed.federation
@@ -81,7 +62,7 @@ def test_async_serverless_rounds_exclude_the_attacker(tmp_path: Path) -> None:
 
 
 def test_sync_server_mode_aggregator_posts(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, peers=3, attackers={}, closing_rule="synchronous", result_mode="server")
+    spec = tiny_spec(tmp_path, peers=3, attackers={}, closing_rule="synchronous", result_mode="server")
     with LocalFederation(spec) as fed:
         assert fed.federation is not None
         assert fed.wait_for_round(1, timeout=240) is RoundStatus.FINALISED
@@ -95,7 +76,7 @@ def test_sync_server_mode_aggregator_posts(tmp_path: Path) -> None:
 
 
 def test_peer_killed_mid_round_resumes_without_double_submitting(tmp_path: Path) -> None:
-    spec = _spec(tmp_path, attackers={}, async_quorum=4)
+    spec = tiny_spec(tmp_path, attackers={}, async_quorum=4)
     with LocalFederation(spec) as fed:
         assert fed.federation is not None
         chain = fed.federation
