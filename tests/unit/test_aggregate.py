@@ -17,6 +17,7 @@ from bcfl.learning.aggregate import (
     incompatibility,
     normalised_weights,
     rebase,
+    server_step,
     staleness_weight,
 )
 
@@ -148,3 +149,24 @@ def test_rebase_applies_a_late_updates_change_to_the_current_base() -> None:
     other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
     with pytest.raises(AggregationError, match="cannot rebase an update onto the base"):
         rebase(update, start, other)
+
+
+def test_server_step_scales_the_averaged_change_and_keeps_ffa_exact() -> None:
+    updates = _updates(shared_a=True)
+    base = _state(9, shared_a=True)
+    mean = aggregate(updates, "ffa")
+    assert all(torch.equal(server_step(base, mean, 1.0).tensors[k], mean.tensors[k]) for k in mean.tensors)
+    stepped = server_step(base, mean, 3.0)
+    for name, tensor in stepped.tensors.items():
+        start = base.tensors[name].double()
+        assert torch.equal(tensor, (start + (mean.tensors[name].double() - start) * 3.0).float())
+    # A is shared by base and mean, so it stays frozen; the weight delta moves 3x as far.
+    for module, delta in deltas(stepped).items():
+        step = deltas(mean)[module] - deltas(base)[module]
+        assert torch.allclose(delta, deltas(base)[module] + 3.0 * step, atol=1e-5)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="server learning rate"):
+            server_step(base, mean, bad)
+    other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
+    with pytest.raises(AggregationError, match="cannot step from the base"):
+        server_step(other, mean, 2.0)

@@ -28,7 +28,7 @@ import torch
 
 from bcfl.experiments.results import ResultLog, markdown_table
 from bcfl.learning.adapter import AdapterState, LoraSpec, applied, init_adapter
-from bcfl.learning.aggregate import WeightedUpdate, aggregate
+from bcfl.learning.aggregate import WeightedUpdate, aggregate, server_step
 from bcfl.learning.compress import CompressionConfig, report
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import EvalResult, evaluate
@@ -52,6 +52,7 @@ class Setup:
     eval_examples: int
     round_eval_examples: int  # per-round curve (0: final evaluation only)
     probe_steps: int
+    server_lr: float = 1.0  # the aggregate taken as base + server_lr x (mean - base)
 
     @property
     def total_steps(self) -> int:
@@ -143,7 +144,8 @@ def federated(
                 wire.append(rep.wire_bytes)
                 raw.append(rep.raw_bytes)
             updates.append(WeightedUpdate(f"peer-{shard.peer:03d}", state, float(len(shard.train))))
-        global_state = aggregate(updates, scheme)
+        mean = aggregate(updates, scheme)
+        global_state = mean if setup.server_lr == 1.0 else server_step(global_state, mean, setup.server_lr)
         if setup.round_eval_examples:
             acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
             curve.append((rnd + 1, acc))
@@ -164,9 +166,11 @@ def run(
     seed: int = 0,
     methods: Sequence[str] = METHODS,
     rounds: int | None = None,
+    server_lr: float = 1.0,
 ) -> None:
     """Run the experiment's `methods` and write results.jsonl, table.md and PNG plots to
-    `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds."""
+    `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds;
+    `server_lr` scales each round's averaged change (1: plain weighted mean)."""
     torch.set_num_threads(1)
     setup = QUICK if quick else FULL
     unknown = set(methods) - set(METHODS)
@@ -178,11 +182,13 @@ def run(
                 f"{setup.total_steps} steps over {setup.peers} peers do not split into {rounds} rounds"
             )
         setup = replace(setup, rounds=rounds, local_steps=setup.total_steps // (setup.peers * rounds))
+    setup = replace(setup, server_lr=server_lr)
     command = (
         f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}"
         + (" --quick" if quick else "")
         + (f" --methods {','.join(methods)}" if tuple(methods) != METHODS else "")
         + (f" --rounds {rounds}" if rounds is not None else "")
+        + (f" --server-lr {server_lr:g}" if server_lr != 1.0 else "")
     )
     log = ResultLog(out_dir, command=command)
     started = time.monotonic()
@@ -309,7 +315,8 @@ def run(
         f"Test: first {n_eval} examples of the leak-free test split. "
         f"{setup.peers} peers, Dirichlet alpha 0.5, "
         f"{setup.rounds} rounds x {setup.local_steps} local steps; centralised {setup.total_steps} steps "
-        f"(same total). Batch {setup.batch_size}, lr {setup.learning_rate}, LoRA r=8 alpha=16 on q/k/v/o.\n\n"
+        f"(same total). Batch {setup.batch_size}, lr {setup.learning_rate}, server lr {setup.server_lr:g}, "
+        "LoRA r=8 alpha=16 on q/k/v/o.\n\n"
     )
     partition_md = summary_table(shards, splits.label_names)
     (out_dir / "table.md").write_text(
@@ -498,8 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset to run")
     parser.add_argument("--rounds", type=int, help="federated rounds (same total steps; default per setup)")
+    parser.add_argument("--server-lr", type=float, default=1.0, help="scale of each round's averaged change")
     a = parser.parse_args(args)
-    run(a.out, quick=a.quick, seed=a.seed, methods=a.methods.split(","), rounds=a.rounds)
+    methods = a.methods.split(",")
+    run(a.out, quick=a.quick, seed=a.seed, methods=methods, rounds=a.rounds, server_lr=a.server_lr)
     return 0
 
 

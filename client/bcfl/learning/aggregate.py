@@ -118,6 +118,22 @@ def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> 
     return first.replace(out)
 
 
+def server_step(base: AdapterState, mean: AdapterState, lr: float) -> AdapterState:
+    """base + lr x (mean - base), per tensor in float64, rounded once to float32: the aggregate
+    taken as one step of a server optimiser (server learning rate `lr`; 1 gives `mean` itself).
+    Linear in the factors, so with A frozen it is still exact in the weight deltas."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"server learning rate must be finite and > 0, got {lr}")
+    problem = incompatibility(base, mean, "fedit")
+    if problem is not None:
+        raise AggregationError(f"cannot step from the base to the aggregate: {problem}")
+    out = {}
+    for name, tensor in base.tensors.items():
+        start = tensor.to(torch.float64)
+        out[name] = (start + (mean.tensors[name].to(torch.float64) - start) * lr).to(torch.float32)
+    return base.replace(out)
+
+
 def incompatibility(base: AdapterState, update: AdapterState, scheme: LoraScheme = "ffa") -> str | None:
     """Why `update` cannot be aggregated onto `base` (None: it can). Under "ffa" the frozen A
     factors must be the base's, bit for bit: an update that changed them would break the exact
