@@ -23,6 +23,7 @@ the fetches and stores its event log implies, see `_inclusion_and_bytes`); peak 
 summed RSS of the whole process tree, polled every 0.2 s).
 
     python -m bcfl.experiments.flower_compare OUT_DIR [--quick] [--seed N]
+        [--model M] [--peers N] [--rounds R] [--test-examples E] [--settings none,attack]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,13 @@ class Config:
     flower_timeout_s: float = 7200.0
     bcfl_modes_attacked: tuple[str, ...] = ("serverless", "server")
     flower_attacked: tuple[str, ...] = ("fedavg", "krum", "trimmed-mean")
+    settings: tuple[str, ...] = ("none", "attack")
 
     def __post_init__(self) -> None:
         if self.peers < 3:
             raise ValueError(f"need at least 3 peers, got {self.peers}")
+        if not self.settings or set(self.settings) - {"none", "attack"}:
+            raise ValueError(f"settings must be a non-empty subset of none, attack; got {self.settings}")
         if not 0 < self.attacker_fraction < 0.5:
             raise ValueError(f"attacker_fraction must be in (0, 0.5), got {self.attacker_fraction}")
 
@@ -396,13 +400,15 @@ def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], se
     )
 
 
-def run(out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None) -> None:
+def run(
+    out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None, command: str | None = None
+) -> None:
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
     python = flower_python()
     where = os.environ.get("BCFL_FLOWER_PYTHON") or DEFAULT_FLOWER_PYTHON
     version = flower_version(python) if python is not None else None
-    for setting in ("none", "attack"):
+    for setting in cfg.settings:
         attackers = attacker_indices(cfg) if setting == "attack" else []
         base_record = {
             "experiment": NAME,
@@ -591,12 +597,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", help="override the base model (tiny, smollm2 or a folder)")
+    parser.add_argument("--peers", type=int, help="override the number of peers")
+    parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    parser.add_argument("--test-examples", type=int, help="override the held-out examples scored")
+    parser.add_argument("--settings", help="comma-separated subset of none,attack")
     parser.add_argument("--flower-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flower_worker:
         flower_worker(json.loads((args.out_dir / "job.json").read_text(encoding="utf-8")), args.out_dir)
         return
-    run(args.out_dir, quick=args.quick, seed=args.seed)
+    overrides: dict[str, Any] = {
+        "model": args.model,
+        "peers": args.peers,
+        "rounds": args.rounds,
+        "test_examples": args.test_examples,
+        "settings": tuple(args.settings.split(",")) if args.settings else None,
+    }
+    cfg = replace(QUICK if args.quick else Config(), **{k: v for k, v in overrides.items() if v is not None})
+    command = "python -m bcfl.experiments.flower_compare " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg, command=command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""The Flower comparison's command-line overrides reach its configuration, and a setting it does
+not know is refused before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bcfl.experiments import flower_compare
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="settings must be a non-empty subset of none, attack"):
+        flower_compare.Config(settings=("none", "typo"))
+    with pytest.raises(ValueError, match="settings must be"):
+        flower_compare.Config(settings=())
+
+
+def test_overrides_replace_only_the_fields_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(out_dir: Path, **kwargs: Any) -> None:
+        seen.update(kwargs, out_dir=out_dir)
+
+    monkeypatch.setattr(flower_compare, "run", fake_run)
+    argv = [str(tmp_path), "--model", "smollm2", "--peers", "5", "--rounds", "2", "--settings", "none"]
+    flower_compare.main(argv)
+    cfg = seen["config"]
+    assert (cfg.model, cfg.peers, cfg.rounds, cfg.settings) == ("smollm2", 5, 2, ("none",))
+    assert cfg.test_examples == flower_compare.Config().test_examples
+    assert seen["command"] == "python -m bcfl.experiments.flower_compare " + " ".join(argv)
