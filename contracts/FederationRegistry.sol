@@ -54,6 +54,7 @@ contract FederationRegistry {
         uint16 reputationWeightBps; // weight of a round's score in the reputation average
         uint32 initialReputation; // reputation of a new peer, parts per million
         uint32 scoreThreshold; // gate threshold used off-chain, parts per million
+        uint32 serverLearningRatePpm; // aggregate = base + rate x (mean - base), off-chain, ppm
     }
 
     /// @dev One storage slot per peer: every per-peer action reads and writes only this.
@@ -205,6 +206,7 @@ contract FederationRegistry {
     uint16 public immutable reputationWeightBps;
     uint32 public immutable initialReputation;
     uint32 public immutable scoreThreshold;
+    uint32 public immutable serverLearningRatePpm;
     bytes32 public immutable genesisDigest;
     string public genesisCid;
 
@@ -233,8 +235,8 @@ contract FederationRegistry {
     /// @param config The immutable configuration; see {Config}.
     ///
     /// Requirements: a non-empty genesis; an aggregator exactly in Server mode; durations and
-    /// quorums non-zero; basis points at most 10,000; parts per million at most 1,000,000; a
-    /// minimum bond that fits the bond field (uint80).
+    /// quorums non-zero; basis points at most 10,000; parts per million at most 1,000,000 (the
+    /// server learning rate: above zero, at most 100,000,000); a minimum bond that fits the bond field (uint80).
     constructor(string memory genesisCid_, bytes32 genesisDigest_, Config memory config) {
         if (bytes(genesisCid_).length == 0 || genesisDigest_ == bytes32(0)) revert FederationEmptyContent();
         if ((config.resultMode == ResultMode.Server) != (config.aggregator != address(0))) {
@@ -255,6 +257,10 @@ contract FederationRegistry {
         if (config.reputationWeightBps > _BPS) revert FederationInvalidConfig("reputationWeightBps");
         if (config.initialReputation > PPM) revert FederationInvalidConfig("initialReputation");
         if (config.scoreThreshold > PPM) revert FederationInvalidConfig("scoreThreshold");
+        // A zero rate would freeze the model; above 100x one round's mean change overshoots.
+        if (config.serverLearningRatePpm == 0 || config.serverLearningRatePpm > 100 * PPM) {
+            revert FederationInvalidConfig("serverLearningRatePpm");
+        }
 
         closingRule = config.closingRule;
         resultMode = config.resultMode;
@@ -269,6 +275,7 @@ contract FederationRegistry {
         reputationWeightBps = config.reputationWeightBps;
         initialReputation = config.initialReputation;
         scoreThreshold = config.scoreThreshold;
+        serverLearningRatePpm = config.serverLearningRatePpm;
         genesisCid = genesisCid_;
         genesisDigest = genesisDigest_;
 

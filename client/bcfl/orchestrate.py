@@ -54,6 +54,7 @@ class FederationSpec:
     vote_duration: int = 120
     result_duration: int = 300
     score_threshold: int = 450_000
+    server_learning_rate: float = 1.0
     rounds: int = 3
     storage: str = "embedded"  # or "ipfs": one js-ipfs daemon per peer; "p2p": see the module doc
     local_steps: int = 4
@@ -142,6 +143,7 @@ class LocalFederation:
             vote_duration=spec.vote_duration,
             result_duration=spec.result_duration,
             score_threshold=spec.score_threshold,
+            server_learning_rate=spec.server_learning_rate,
         )
         record = deploy(sender, self.genesis, settings.to_config())
         save_record(self.deployment_path.parent, record)

@@ -179,17 +179,20 @@ def aggregate_files(
     decision: RoundDecision,
     *,
     base_of: BaseOf,
+    server_lr: float,
     timeout: float = 30.0,
 ) -> dict[str, bytes]:
     """The aggregate adapter's files: the included updates (late ones rebased onto this round's
     base) averaged (FFA: exact), each weighted by its samples with the staleness discount, in
-    CID order so every peer gets the same bits. `base_of` names each round's base (the chain's)."""
+    CID order so every peer gets the same bits, then taken as a step of `server_lr` (the
+    federation's server learning rate) from the base. `base_of` names each round's base."""
     from bcfl.learning.adapter import to_files
     from bcfl.learning.aggregate import (
         AggregationError,
         WeightedUpdate,
         aggregate,
         incompatibility,
+        server_step,
         staleness_weight,
     )
 
@@ -211,7 +214,8 @@ def aggregate_files(
         updates.append(WeightedUpdate(sub.cid, state, weight))
     if not updates:
         return base_files
-    return to_files(aggregate(updates, AGGREGATION_SCHEME))
+    mean = aggregate(updates, AGGREGATION_SCHEME)
+    return to_files(mean if server_lr == 1.0 else server_step(base_state, mean, server_lr))
 
 
 def aggregate_round(
@@ -221,8 +225,11 @@ def aggregate_round(
     decision: RoundDecision,
     *,
     base_of: BaseOf,
+    server_lr: float,
     timeout: float = 30.0,
 ) -> ModelRef:
     """The aggregate's CID and digest, computed without storing anything."""
-    files = aggregate_files(storage, base, round_id, decision, base_of=base_of, timeout=timeout)
+    files = aggregate_files(
+        storage, base, round_id, decision, base_of=base_of, server_lr=server_lr, timeout=timeout
+    )
     return ModelRef(cid_of_directory(files), content_digest(files))

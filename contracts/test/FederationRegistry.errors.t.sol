@@ -124,6 +124,16 @@ contract ConfigErrorsTest is RegistryFixture {
         _tryDeploy(c);
     }
 
+    function test_RevertWhen_ServerLearningRateZeroOrAboveHundred() public {
+        FederationRegistry.Config memory c = _config(_sync(), _serverless());
+        c.serverLearningRatePpm = 0;
+        _expectConfig("serverLearningRatePpm");
+        _tryDeploy(c);
+        c.serverLearningRatePpm = 100_000_001;
+        _expectConfig("serverLearningRatePpm");
+        _tryDeploy(c);
+    }
+
     /// @dev A minimum bond that no bond field can hold would make joining impossible.
     function test_RevertWhen_MinBondAboveBondField() public {
         FederationRegistry.Config memory c = _config(_sync(), _serverless());
@@ -150,11 +160,13 @@ contract ConfigErrorsTest is RegistryFixture {
         c.reputationWeightBps = 10_000;
         c.initialReputation = 1_000_000;
         c.scoreThreshold = 1_000_000;
+        c.serverLearningRatePpm = 100_000_000;
         c.maxStaleness = type(uint32).max;
         FederationRegistry r = new FederationRegistry(GENESIS_CID, GENESIS_DIGEST, c);
         assertEq(r.currentRound(), 1, "round 1 opens at deployment");
         assertEq(r.quorum(), 1, "quorum is at least one");
         assertEq(r.aggregator(), AGGREGATOR, "aggregator");
+        assertEq(r.serverLearningRatePpm(), 100_000_000, "server learning rate");
     }
 }
 

@@ -45,7 +45,9 @@ def test_an_included_update_with_a_forged_frozen_factor_is_left_out(tmp_path: Pa
     subs = [
         _submission(i, *store_adapter(store, to_files(state))) for i, state in enumerate([*honest, forged])
     ]
-    files = aggregate_files(store, ModelRef(base_cid, base_digest), 1, _decision(subs), base_of=_no_base)
+    files = aggregate_files(
+        store, ModelRef(base_cid, base_digest), 1, _decision(subs), base_of=_no_base, server_lr=1.0
+    )
     got = load_tensors(files[ADAPTER_MODEL])
     expected = aggregate(
         [WeightedUpdate(s.cid, state, 100.0) for s, state in zip(subs, honest, strict=False)], "ffa"
@@ -59,7 +61,7 @@ def test_when_every_included_update_is_invalid_the_base_carries_over(tmp_path: P
     base_files = to_files(_state(0))
     base = ModelRef(*store_adapter(store, base_files))
     forged = _submission(0, *store_adapter(store, to_files(_state(3, a_seed=99))))
-    assert aggregate_files(store, base, 1, _decision([forged]), base_of=_no_base) == base_files
+    assert aggregate_files(store, base, 1, _decision([forged]), base_of=_no_base, server_lr=1.0) == base_files
 
 
 def test_a_late_update_adds_its_change_to_this_rounds_base(tmp_path: Path) -> None:
@@ -70,7 +72,25 @@ def test_a_late_update_adds_its_change_to_this_rounds_base(tmp_path: Path) -> No
     late = _state(3)  # trained from round 1's base, submitted to round 3
     cid, digest = store_adapter(store, to_files(late))
     sub = Submission(3, "0x" + "01" * 20, cid, digest, 100, 1, 0, 1, "0x", 0)
-    files = aggregate_files(store, base_ref, 3, _decision([sub]), base_of={1: old_ref}.__getitem__)
+    files = aggregate_files(
+        store, base_ref, 3, _decision([sub]), base_of={1: old_ref}.__getitem__, server_lr=1.0
+    )
     got = load_tensors(files[ADAPTER_MODEL])[key_b(MODULE)]
     change = late.tensors[key_b(MODULE)].double() - old_base.tensors[key_b(MODULE)].double()
     assert torch.equal(got, (base.tensors[key_b(MODULE)].double() + change).float())
+
+
+def test_the_federations_server_learning_rate_steps_from_the_base(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path)
+    base = _state(0)
+    base_ref = ModelRef(*store_adapter(store, to_files(base)))
+    updates = [_state(1), _state(2)]
+    subs = [_submission(i, *store_adapter(store, to_files(state))) for i, state in enumerate(updates)]
+    files = aggregate_files(store, base_ref, 1, _decision(subs), base_of=_no_base, server_lr=4.0)
+    got = load_tensors(files[ADAPTER_MODEL])
+    mean = aggregate([WeightedUpdate(s.cid, u, 100.0) for s, u in zip(subs, updates, strict=True)], "ffa")
+    start = base.tensors[key_b(MODULE)].double()
+    assert torch.equal(
+        got[key_b(MODULE)], (start + (mean.tensors[key_b(MODULE)].double() - start) * 4.0).float()
+    )
+    assert torch.equal(got[key_a(MODULE)], base.tensors[key_a(MODULE)])

@@ -108,7 +108,13 @@ def audit_round(fed: Federation, storage: Storage, round_id: int, *, timeout: fl
         )
         try:
             aggregate = aggregate_round(
-                storage, fed.base_model(round_id), round_id, decision, base_of=fed.base_model, timeout=timeout
+                storage,
+                fed.base_model(round_id),
+                round_id,
+                decision,
+                base_of=fed.base_model,
+                server_lr=fed.config().server_learning_rate,
+                timeout=timeout,
             )
             same = aggregate.cid == final.aggregate.cid and aggregate.digest == final.aggregate.digest
             detail = (

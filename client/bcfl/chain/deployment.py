@@ -9,6 +9,7 @@ overwritten silently.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from web3 import Web3
 
 from bcfl.chain.build import artifact_hash, load_artifact
-from bcfl.chain.federation import ClosingRule, Federation, FederationConfig, ModelRef, ResultMode
+from bcfl.chain.federation import PPM, ClosingRule, Federation, FederationConfig, ModelRef, ResultMode
 from bcfl.chain.reverts import revert_data
 from bcfl.chain.transactions import TxSender
 from bcfl.errors import BcflError
@@ -163,8 +164,11 @@ class FederationSettings:
     reputation_weight_bps: int = 3000
     initial_reputation: int = 500_000
     score_threshold: int = 450_000
+    server_learning_rate: float = 1.0  # aggregate = base + rate x (mean of the updates - base)
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.server_learning_rate) and 0 < self.server_learning_rate <= 100):
+            raise ValueError(f"server_learning_rate must be in (0, 100], got {self.server_learning_rate}")
         if self.closing_rule not in ("synchronous", "asynchronous"):
             raise ValueError(
                 f"closing_rule must be 'synchronous' or 'asynchronous', got {self.closing_rule!r}"
@@ -192,4 +196,5 @@ class FederationSettings:
             reputation_weight_bps=self.reputation_weight_bps,
             initial_reputation=self.initial_reputation,
             score_threshold=self.score_threshold,
+            server_learning_rate_ppm=round(self.server_learning_rate * PPM),
         )

@@ -56,6 +56,11 @@ class FederationConfig:
     reputation_weight_bps: int
     initial_reputation: int
     score_threshold: int
+    server_learning_rate_ppm: int = PPM  # 1,000,000: the aggregate is the plain weighted mean
+
+    @property
+    def server_learning_rate(self) -> float:
+        return self.server_learning_rate_ppm / PPM
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The constructor's `Config` struct, in ABI order."""
@@ -73,6 +78,7 @@ class FederationConfig:
             self.reputation_weight_bps,
             self.initial_reputation,
             self.score_threshold,
+            self.server_learning_rate_ppm,
         )
 
 
@@ -194,6 +200,7 @@ class Federation:
         self.sender = sender
         self.from_block = from_block
         self.decoder = decoder or default_decoder()
+        self._config: FederationConfig | None = None
 
     def with_sender(self, sender: TxSender) -> Federation:
         return Federation(
@@ -217,6 +224,12 @@ class Federation:
             raise FederationError(f"reading {name} from {self.address} failed: {exc}") from exc
 
     def config(self) -> FederationConfig:
+        """The contract's configuration (immutable, so read once)."""
+        if self._config is None:
+            self._config = self._read_config()
+        return self._config
+
+    def _read_config(self) -> FederationConfig:
         f = self.contract.functions
         return FederationConfig(
             closing_rule=ClosingRule(f.closingRule().call()),
@@ -232,6 +245,7 @@ class Federation:
             reputation_weight_bps=f.reputationWeightBps().call(),
             initial_reputation=f.initialReputation().call(),
             score_threshold=f.scoreThreshold().call(),
+            server_learning_rate_ppm=f.serverLearningRatePpm().call(),
         )
 
     def genesis(self) -> ModelRef:

@@ -260,6 +260,7 @@ def index_page(status: dict[str, Any], rounds: dict[str, Any], chart: dict[str, 
                 ("deployed in", block_link(status.get("deploy_block"))),
                 ("genesis model", cid_text(status.get("genesis_cid"))),
                 ("score threshold", ppm(status.get("score_threshold"))),
+                ("server learning rate", ppm((status.get("config") or {}).get("server_learning_rate_ppm"))),
                 (
                     "indexed",
                     f"{status['rounds']} rounds, {status['peers']} peers, "

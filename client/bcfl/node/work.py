@@ -151,7 +151,14 @@ class PeerWork:
         for peer, reason in decision.excluded.items():
             log.info("round %d excludes %s: %s", round_id, peer, reason)
         with self.timer.phase("scoring"):
-            files = aggregate_files(self.storage, base, round_id, decision, base_of=self.fed.base_model)
+            files = aggregate_files(
+                self.storage,
+                base,
+                round_id,
+                decision,
+                base_of=self.fed.base_model,
+                server_lr=self.fed.config().server_learning_rate,
+            )
         with self.timer.phase("storage"):
             cid, digest = store_adapter(self.storage, files)
         return Outcome(

@@ -45,7 +45,8 @@ abstract contract RegistryFixture is TestBase {
             quorumBps: QUORUM_BPS,
             reputationWeightBps: WEIGHT_BPS,
             initialReputation: INITIAL_REPUTATION,
-            scoreThreshold: 100_000
+            scoreThreshold: 100_000,
+            serverLearningRatePpm: 1_000_000
         });
     }
 
