@@ -153,3 +153,15 @@ def test_a_vote_that_became_the_finalising_one_after_its_estimate_is_sent_again(
     assert len(calls) == 2 and calls[1] > calls[0], "estimated again for the new state"
     assert receipt.gas_used > calls[0]
     assert "ran out of gas" in caplog.text
+
+
+def test_the_server_learning_rate_is_read_back_from_the_chain_and_bounded(w3: Web3) -> None:
+    fed, _ = _deploy(w3, server_learning_rate_ppm=10_000_000)
+    assert fed.config().server_learning_rate == 10.0
+    deployer = funded_accounts(w3, 1)[0]
+    for bad in (0, 100_000_001):
+        with pytest.raises(error_class("FederationInvalidConfig")) as err:
+            deploy(
+                TxSender(w3, deployer, default_decoder()), GENESIS, make_config(server_learning_rate_ppm=bad)
+            )
+        assert err.value.arguments == {"reason": "serverLearningRatePpm"}

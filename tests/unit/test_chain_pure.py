@@ -85,6 +85,10 @@ def test_deployment_settings_and_records_fail_clearly(tmp_path: Path) -> None:
         FederationSettings(result_mode="server")
     with pytest.raises(ValueError, match="max_staleness must be 0"):
         FederationSettings(closing_rule="synchronous", max_staleness=2)
+    for rate in (0.0, -1.0, 100.5, float("nan")):
+        with pytest.raises(ValueError, match="server_learning_rate must be in"):
+            FederationSettings(server_learning_rate=rate)
+    assert FederationSettings(server_learning_rate=2.5).to_config().server_learning_rate_ppm == 2_500_000
     with pytest.raises(DeploymentError, match="does not exist"):
         read_record(tmp_path / "31337.json")
     (tmp_path / "bad.json").write_text("{}")
