@@ -11,10 +11,12 @@
   holds, the rarest such chunk. Which neighbour is the `SwarmPolicy`'s choice: the largest
   upload first (`relay`: fast nodes become relays early) or, for every sender but the source,
   the receiver furthest behind the lower bound first (`deadline`: slow downloaders are fed from
-  the start instead of last). Upload and download slots per node follow its capacity relative to
-  its neighbours', so a fast uploader feeds several slower downloaders at once. Every peer relays
-  what it already holds; the order of decisions (a time-ordered event loop on the planner's
-  model) is the plan order.
+  the start instead of last), or the neighbour whose edge is furthest behind its steady-state
+  rate from `bcfl.network.rates` (`rates`: each sender splits its upload as the broadcast
+  program says, so a hub's few slow leaves are not starved by its many fast ones). Upload and
+  download slots per node follow its capacity relative to its neighbours', so a fast uploader
+  feeds several slower downloaders at once. Every peer relays what it already holds; the order
+  of decisions (a time-ordered event loop on the planner's model) is the plan order.
 - `optimised_plan`: a small portfolio of swarm policies (chunk sizes x orders), each simulated
   on the same link model, the fastest kept: the planner evaluates its candidates on the model it
   was given, as a peer with measured links would.
@@ -176,6 +178,8 @@ class SwarmPolicy:
     whose slack is smallest when it is under `margin` x the lower bound B, where
     slack(v) = B - now - (bytes v still lacks) / (v's download capacity), i.e. the receivers
     that would miss the bound if not fed now; the rest in relay order.
+    `rates`: among neighbours with a positive steady-state rate z(u, v) (`broadcast_rates`),
+    the one with the largest deficit z(u, v) x now - bytes sent so far; the rest in relay order.
     """
 
     order: str = "relay"
@@ -183,8 +187,8 @@ class SwarmPolicy:
     margin: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.order not in ("relay", "deadline"):
-            raise PlanError(f"swarm order must be 'relay' or 'deadline', got {self.order!r}")
+        if self.order not in ("relay", "deadline", "rates"):
+            raise PlanError(f"swarm order must be 'relay', 'deadline' or 'rates', got {self.order!r}")
         if self.chunks_factor < 1 or self.margin < 0:
             raise PlanError(f"swarm policy needs chunks_factor >= 1 and margin >= 0, got {self}")
 
@@ -201,14 +205,16 @@ PORTFOLIO = (
     SwarmPolicy("deadline", 2, 0.3),
     SwarmPolicy("deadline", 2, 1.0),  # every receiver by slack: the one furthest behind first
 )
+RATES_POLICY = SwarmPolicy("rates", 2)  # joins the portfolio where `rates_fit` (one source, small)
 
 
 def optimised_plan(
     topo: Topology, problem: Problem, *, chunks: int = 32, policies: Sequence[SwarmPolicy] | None = None
 ) -> Plan:
     """Chunked swarming planned on the link model: every policy in `policies` (by default
-    `PORTFOLIO` up to `PORTFOLIO_MAX_PEERS` peers, else relay order alone) builds a plan, each is
-    simulated on the same model, and the fastest is kept (the first on a tie)."""
+    `PORTFOLIO`, plus `RATES_POLICY` where the broadcast program is small enough, up to
+    `PORTFOLIO_MAX_PEERS` peers, else relay order alone) builds a plan, each is simulated on the
+    same model, and the fastest is kept (the first on a tie)."""
     return optimised_choice(topo, problem, chunks=chunks, policies=policies)[0]
 
 
@@ -216,10 +222,14 @@ def optimised_choice(
     topo: Topology, problem: Problem, *, chunks: int = 32, policies: Sequence[SwarmPolicy] | None = None
 ) -> tuple[Plan, SwarmPolicy, dict[str, float]]:
     """`optimised_plan`, with the winning policy and every candidate's simulated finish time."""
+    from bcfl.network.rates import rates_fit
     from bcfl.network.simulator import simulate
 
     if policies is None:
-        policies = PORTFOLIO if len(problem.receivers) <= PORTFOLIO_MAX_PEERS else (SwarmPolicy(),)
+        if len(problem.receivers) > PORTFOLIO_MAX_PEERS:
+            policies = (SwarmPolicy(),)
+        else:
+            policies = (*PORTFOLIO, RATES_POLICY) if rates_fit(topo, problem) else PORTFOLIO
     if not policies:
         raise PlanError("optimised plan needs at least one swarm policy")
     bound = None
@@ -246,9 +256,10 @@ def swarm_plan(
     chunks: int = 32,
     policy: SwarmPolicy = SwarmPolicy(),
     bound: float | None = None,
+    rates: Mapping[tuple[int, int], float] | None = None,
 ) -> Plan:
     """One swarming plan under `policy` (see the module docstring); `bound` is B for `deadline`
-    (computed when not given)."""
+    and `rates` the edge rates for `rates` (each computed when not given)."""
     k = _chunks(problem, chunks)
     keys: list[ChunkKey] = [(o, c) for o in problem.objects for c in range(k[o])]
     bit = {key: i for i, key in enumerate(keys)}  # chunk sets are int bitmasks
@@ -264,6 +275,12 @@ def swarm_plan(
         from bcfl.network.bound import lower_bound
 
         bound = lower_bound(topo, problem).value
+    if policy.order == "rates" and rates is None:
+        from bcfl.network.rates import broadcast_rates
+
+        rates = broadcast_rates(topo, problem).edges
+    edge_rate = rates or {}
+    sent: dict[tuple[int, int], float] = defaultdict(float)  # bytes planned per edge so far
     horizon = bound or 0.0
     mean_chunk = statistics.fmean(sizes)
     # what each node can take in per second: its download, or what its neighbours can push
@@ -315,6 +332,7 @@ def swarm_plan(
         if not mine:
             continue
         by_slack = deadline and u not in sources
+        by_rate = policy.order == "rates"
         chosen: int | None = None
         chosen_key: tuple[int, float] = (2, 0.0)
         blocked_until = math.inf
@@ -327,6 +345,12 @@ def swarm_plan(
             free_at = min(down_free[v])
             if free_at > t:
                 blocked_until = min(blocked_until, free_at)
+                continue
+            if by_rate:
+                z = edge_rate.get((u, v), 0.0)
+                key = (0, sent[(u, v)] - z * t) if z > 0 else (1, float(position))
+                if key < chosen_key:
+                    chosen, chosen_key = v, key
                 continue
             if not by_slack:
                 chosen = v
@@ -361,6 +385,7 @@ def swarm_plan(
         holders[i] += 1
         remaining -= 1
         transfers.append(Transfer(u, v, keys[i][0], keys[i][1]))
+        sent[(u, v)] += sizes[i]
         wake(min(up_free[u]), u)
         wake(arrive, v)
     if remaining:
