@@ -73,3 +73,15 @@ def test_the_rates_policy_delivers_everything_and_joins_the_portfolio(kind: str)
     _, chosen, candidates = optimised_choice(topo, problem, chunks=8)
     assert RATES_POLICY.label in candidates
     assert candidates[chosen.label] == min(candidates.values())
+
+
+def test_a_solver_out_of_time_drops_the_rates_policy_not_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    topo = generate("waxman", 20, seed=4)
+    problem = broadcast(3, 1_000_000, topo.peers)
+    with pytest.raises(PlanError, match="Time limit reached"):
+        broadcast_rates(topo, problem, time_limit=0.0)
+    monkeypatch.setattr(broadcast_rates, "__kwdefaults__", {"time_limit": 0.0})
+    plan, chosen, candidates = optimised_choice(topo, problem, chunks=8)
+    assert candidates[RATES_POLICY.label] == math.inf
+    assert chosen != RATES_POLICY
+    assert set(simulate(topo, plan).completion) == set(topo.peers)

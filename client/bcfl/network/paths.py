@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -38,6 +39,8 @@ import networkx as nx
 
 from bcfl.network.plan import ChunkKey, Plan, PlanError, Problem, Transfer
 from bcfl.network.topology import Topology
+
+log = logging.getLogger(__name__)
 
 SERVER_SLOTS = 64
 NAIVE_SLOTS = 64
@@ -240,7 +243,14 @@ def optimised_choice(
     best: tuple[float, Plan, SwarmPolicy] | None = None
     finishes: dict[str, float] = {}
     for policy in policies:
-        plan = swarm_plan(topo, problem, chunks=chunks * policy.chunks_factor, policy=policy, bound=bound)
+        try:
+            plan = swarm_plan(topo, problem, chunks=chunks * policy.chunks_factor, policy=policy, bound=bound)
+        except PlanError as exc:
+            if policy.order != "rates" or len(policies) == 1:
+                raise
+            log.info("planner: %s left out: %s", policy.label, exc)  # e.g. the solver's time ran out
+            finishes[policy.label] = math.inf
+            continue
         finish = simulate(topo, plan).finish if len(policies) > 1 else 0.0
         finishes[policy.label] = finish
         if best is None or finish < best[0]:

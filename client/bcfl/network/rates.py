@@ -24,6 +24,7 @@ from bcfl.network.plan import PlanError, Problem
 from bcfl.network.topology import Topology
 
 RATES_MAX_WORK = 30_000  # receivers x edges above which the planner does not solve the program
+RATES_TIME_LIMIT_S = 60.0  # the solver's budget; a plan is still made without the rates
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,11 @@ class BroadcastRates:
     edges: dict[tuple[int, int], float]  # z(u, v), bytes/s
 
 
-def broadcast_rates(topo: Topology, problem: Problem) -> BroadcastRates:
-    """The program in the module docstring for a problem whose objects share one source."""
+def broadcast_rates(
+    topo: Topology, problem: Problem, *, time_limit: float = RATES_TIME_LIMIT_S
+) -> BroadcastRates:
+    """The program in the module docstring for a problem whose objects share one source
+    (PlanError when it has several, or when the solver fails or runs out of `time_limit`)."""
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix
 
@@ -91,7 +95,14 @@ def broadcast_rates(topo: Topology, problem: Problem) -> BroadcastRates:
         + [(0.0, topo.bandwidth(u, v)) for u, v in edges]
         + [(0.0, None)] * (n_edges * len(receivers))
     )
-    result = linprog(objective, A_ub=matrix, b_ub=np.array(rhs), bounds=bounds, method="highs")
+    result = linprog(
+        objective,
+        A_ub=matrix,
+        b_ub=np.array(rhs),
+        bounds=bounds,
+        method="highs",
+        options={"time_limit": time_limit},
+    )
     if result.status != 0:
         raise PlanError(f"broadcast rate program failed: {result.message}")
     z = result.x[1 : 1 + n_edges]
