@@ -24,7 +24,7 @@ from bcfl.network.plan import PlanError, Problem
 from bcfl.network.topology import Topology
 
 RATES_MAX_WORK = 30_000  # receivers x edges above which the planner does not solve the program
-RATES_TIME_LIMIT_S = 60.0  # the solver's budget; a plan is still made without the rates
+RATES_TIME_LIMIT_S = 300.0  # the solver's budget; a plan is still made without the rates
 
 
 @dataclass(frozen=True)
