@@ -20,6 +20,7 @@ from bcfl.learning.aggregate import (
     server_step,
     staleness_weight,
 )
+from bcfl.learning.train import alternating_scheme
 
 SPEC = LoraSpec(rank=4, alpha=8, target_modules=("q_proj", "v_proj"))
 MODULES = ("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj")
@@ -73,7 +74,7 @@ def test_ffa_is_exact_on_the_weight_deltas_and_fedit_is_not() -> None:
 
 
 def test_ffa_rejects_updates_with_different_a() -> None:
-    with pytest.raises(AggregationError, match=r"update cid-1: .*lora_A.* differs from the shared frozen A"):
+    with pytest.raises(AggregationError, match=r"update cid-1: .*lora_A.* differs from the shared frozen"):
         aggregate(_updates(shared_a=False), "ffa")
 
 
@@ -170,3 +171,29 @@ def test_server_step_scales_the_averaged_change_and_keeps_ffa_exact() -> None:
     other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
     with pytest.raises(AggregationError, match="cannot step from the base"):
         server_step(other, mean, 2.0)
+
+
+def test_ffa_a_averages_a_under_a_shared_b_exactly() -> None:
+    shared_b = _state(999, shared_a=True)
+    updates = []
+    for i in range(4):
+        own = _state(i, shared_a=False)
+        tensors = {k: (shared_b.tensors[k] if ".lora_B." in k else own.tensors[k]) for k in own.tensors}
+        updates.append(WeightedUpdate(f"cid-{i}", AdapterState(SPEC, tensors), float(3 + i)))
+    weights = normalised_weights(updates)
+    exact = deltas(aggregate(updates, "ffa-a"))
+    for module, delta in exact.items():
+        mean = sum(deltas(u.state)[module] * w for u, w in zip(updates, weights, strict=True))
+        assert torch.allclose(delta, mean, atol=1e-5)
+    # Under "ffa-a" a changed B is the forgery, and a changed A is the update itself.
+    base = updates[0].state
+    assert incompatibility(base, updates[1].state, "ffa-a") is None
+    assert "frozen factor" in (incompatibility(base, _state(5, shared_a=True), "ffa-a") or "")
+    with pytest.raises(AggregationError, match=r"lora_B.* differs from the shared frozen factor"):
+        aggregate(_updates(shared_a=True), "ffa-a")
+
+
+def test_alternating_rounds_train_b_first() -> None:
+    assert [alternating_scheme(r) for r in (1, 2, 3, 4)] == ["ffa", "ffa-a", "ffa", "ffa-a"]
+    with pytest.raises(ValueError, match="round index must be >= 1"):
+        alternating_scheme(0)

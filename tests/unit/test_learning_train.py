@@ -37,7 +37,7 @@ def test_training_is_deterministic_given_the_seed(tiny: BaseModel) -> None:
     assert to_files(a) == to_files(b) != to_files(c)
 
 
-def test_ffa_trains_b_only_and_fedit_trains_both(tiny: BaseModel) -> None:
+def test_ffa_trains_b_only_ffa_a_trains_a_only_and_fedit_trains_both(tiny: BaseModel) -> None:
     shard = SPLITS.train[:40]
     start = init_adapter(tiny, SPEC, seed=0)
     module = start.modules()[0]
@@ -46,6 +46,10 @@ def test_ffa_trains_b_only_and_fedit_trains_both(tiny: BaseModel) -> None:
     assert not torch.equal(ffa.tensors[key_b(module)], start.tensors[key_b(module)])
     fedit = train_update(tiny, None, shard, _cfg(scheme="fedit"))
     assert not torch.equal(fedit.tensors[key_a(module)], start.tensors[key_a(module)])
+    # "ffa-a" from a trained B: A moves, B stays the start's bit for bit.
+    mirrored = train_update(tiny, ffa, shard, _cfg(scheme="ffa-a"))
+    assert torch.equal(mirrored.tensors[key_b(module)], ffa.tensors[key_b(module)])
+    assert not torch.equal(mirrored.tensors[key_a(module)], ffa.tensors[key_a(module)])
 
 
 def test_training_lowers_the_loss_on_its_shard(tiny: BaseModel) -> None:

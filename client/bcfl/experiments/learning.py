@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -35,7 +35,7 @@ from bcfl.learning.evaluate import EvalResult, evaluate
 from bcfl.learning.model import BaseModel, load_base
 from bcfl.learning.partition import PartitionConfig, partition, summary_table
 from bcfl.learning.task import TaskConfig, training_batch
-from bcfl.learning.train import LoraScheme, TrainConfig, batch_schedule, train
+from bcfl.learning.train import LoraScheme, TrainConfig, alternating_scheme, batch_schedule, train
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,13 @@ def federated(
     shards: Sequence[Any],
     test: Sequence[Example],
     setup: Setup,
-    scheme: LoraScheme,
+    scheme: LoraScheme | Literal["alternating"],
     seed: int,
     compression: CompressionConfig | None = None,
 ) -> FederatedRun:
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
-    (compressed on the wire if asked) are aggregated weighted by shard size."""
+    (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
+    trains B in odd rounds and A in even ones, each round's average exact."""
     spec = LoraSpec(rank=8, alpha=16)
     global_state = init_adapter(base, spec, seed=0)
     curve: list[tuple[int, float]] = []
@@ -133,9 +134,11 @@ def federated(
     raw: list[int] = []
     seconds = 0.0
     for rnd in range(setup.rounds):
+        this_round = alternating_scheme(rnd + 1) if scheme == "alternating" else scheme
         updates = []
         for shard in shards:
-            cfg = _train_cfg(setup, scheme, setup.local_steps, seed=seed * 100_000 + rnd * 1000 + shard.peer)
+            run_seed = seed * 100_000 + rnd * 1000 + shard.peer
+            cfg = _train_cfg(setup, this_round, setup.local_steps, seed=run_seed)
             result = train(base, global_state, shard.train, cfg)
             seconds += result.seconds
             state = result.state
@@ -144,7 +147,7 @@ def federated(
                 wire.append(rep.wire_bytes)
                 raw.append(rep.raw_bytes)
             updates.append(WeightedUpdate(f"peer-{shard.peer:03d}", state, float(len(shard.train))))
-        mean = aggregate(updates, scheme)
+        mean = aggregate(updates, this_round)
         global_state = mean if setup.server_lr == 1.0 else server_step(global_state, mean, setup.server_lr)
         if setup.round_eval_examples:
             acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
@@ -156,7 +159,17 @@ def _mean(xs: Sequence[int]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-METHODS = ("zero-shot", "centralised", "centralised-b", "fedit", "ffa", "ffa-int8", "ffa-topk", "cost")
+METHODS = (
+    "zero-shot",
+    "centralised",
+    "centralised-b",
+    "fedit",
+    "ffa",
+    "ffa-alt",
+    "ffa-int8",
+    "ffa-topk",
+    "cost",
+)
 
 
 def run(
@@ -256,16 +269,17 @@ def run(
 
     curves: dict[str, list[tuple[int, float]]] = {}
     compression_rows: list[tuple[str, float, float]] = []
-    runs: list[tuple[str, str, LoraScheme, CompressionConfig | None]] = [
+    runs: list[tuple[str, str, LoraScheme | Literal["alternating"], CompressionConfig | None]] = [
         ("fedit", "federated FedIT", "fedit", None),
         ("ffa", "federated exact (FFA)", "ffa", CompressionConfig("none")),
+        ("ffa-alt", "federated exact, alternating B / A", "alternating", CompressionConfig("none")),
         ("ffa-int8", "federated exact + int8", "ffa", CompressionConfig("int8")),
         ("ffa-topk", "federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
     ]
-    for method, name, scheme, comp in runs:
+    for method, name, fed_scheme, comp in runs:
         if method not in methods:
             continue
-        fed = federated(base, shards, test, setup, scheme, seed, comp)
+        fed = federated(base, shards, test, setup, fed_scheme, seed, comp)
         result = _eval(base, fed.state, test, n_eval, setup)
         extra: dict[str, Any] = {
             "steps": setup.total_steps,

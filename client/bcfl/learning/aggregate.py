@@ -12,6 +12,8 @@ Schemes:
   mean(B) @ mean(A) != mean(B @ A)).
 - "ffa": every update must carry the same A (frozen at the shared init); B is averaged, so
   mean(B) @ A == mean(B @ A): the aggregate is the exact mean of the updates' weight deltas.
+- "ffa-a": the same with the roles swapped (B frozen and shared, A averaged), for rounds that
+  alternate which factor they train.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from bcfl.errors import BcflError
 from bcfl.learning.adapter import AdapterState
-from bcfl.learning.train import LORA_SCHEMES, LoraScheme
+from bcfl.learning.train import FROZEN_FACTOR, LORA_SCHEMES, LoraScheme
 
 
 class AggregationError(BcflError):
@@ -102,15 +104,16 @@ def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> 
     ordered = _ordered(updates)
     weights = normalised_weights(ordered)
     first = ordered[0].state
+    frozen = FROZEN_FACTOR[scheme]
     out: dict[str, torch.Tensor] = {}
     for name in first.tensors:
         column = [u.state.tensors[name] for u in ordered]
-        if scheme == "ffa" and ".lora_A." in name:
+        if frozen is not None and frozen in name:
             for u, tensor in zip(ordered[1:], column[1:], strict=True):
                 if not torch.equal(tensor, column[0]):
                     raise AggregationError(
-                        f"update {u.key}: {name} differs from the shared frozen A "
-                        "(scheme 'ffa' needs it identical)"
+                        f"update {u.key}: {name} differs from the shared frozen factor "
+                        f"(scheme {scheme!r} needs it identical)"
                     )
             out[name] = column[0].clone()
         else:
@@ -147,7 +150,8 @@ def incompatibility(base: AdapterState, update: AdapterState, scheme: LoraScheme
         if other.shape != tensor.shape or other.dtype != tensor.dtype:
             found, wanted = f"{other.dtype} {tuple(other.shape)}", f"{tensor.dtype} {tuple(tensor.shape)}"
             return f"tensor {name} is {found}, the base's is {wanted}"
-        if scheme == "ffa" and ".lora_A." in name and not torch.equal(other, tensor):
+        frozen = FROZEN_FACTOR[scheme]
+        if frozen is not None and frozen in name and not torch.equal(other, tensor):
             return f"its frozen factor {name} differs from the base's"
     return None
 

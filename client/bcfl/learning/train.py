@@ -1,10 +1,13 @@
 """LoRA fine-tuning of a base model on one peer's shard.
 
-Two schemes, chosen by the federation:
+Schemes, chosen by the federation:
 - "fedit": A and B both trained (the common FedIT baseline). Averaging A and B separately is
   inexact: mean(B) @ mean(A) != mean(B @ A).
 - "ffa": A stays frozen at the federation's seeded shared init and only B is trained, so every
   update's weight delta is B_i @ A with the same A, and mean(B_i) @ A == mean(B_i @ A) exactly.
+- "ffa-a": the mirror image, B frozen at the round's base and A trained (mean(B @ A_i) ==
+  B @ mean(A_i)); rounds that alternate "ffa" and "ffa-a" train both factors and every
+  round's average stays exact. B starts at zero, so the first round must train B.
 
 Training is a pure function of (base, start adapter, shard, config): batches are drawn from a
 seeded generator and the torch RNG is forked and seeded, so two runs give the same bits.
@@ -29,8 +32,16 @@ from bcfl.learning.task import TaskConfig, target_loss, training_batch
 if TYPE_CHECKING:
     from bcfl.learning.model import BaseModel
 
-LoraScheme = Literal["fedit", "ffa"]
-LORA_SCHEMES: tuple[LoraScheme, ...] = ("fedit", "ffa")
+LoraScheme = Literal["fedit", "ffa", "ffa-a"]
+LORA_SCHEMES: tuple[LoraScheme, ...] = ("fedit", "ffa", "ffa-a")
+FROZEN_FACTOR: dict[LoraScheme, str | None] = {"fedit": None, "ffa": ".lora_A.", "ffa-a": ".lora_B."}
+
+
+def alternating_scheme(round_index: int) -> LoraScheme:
+    """The scheme of round `round_index` (1-based) when rounds alternate: B first, then A."""
+    if round_index < 1:
+        raise ValueError(f"round index must be >= 1, got {round_index}")
+    return "ffa" if round_index % 2 else "ffa-a"
 
 
 class TrainError(BcflError):
@@ -109,7 +120,8 @@ def train(
         torch.manual_seed(cfg.seed)
         params = []
         for name, param in model.named_parameters():
-            trainable = ".lora_B." in name or (cfg.scheme == "fedit" and ".lora_A." in name)
+            frozen = FROZEN_FACTOR[cfg.scheme]
+            trainable = (".lora_A." in name or ".lora_B." in name) and (frozen is None or frozen not in name)
             param.requires_grad_(trainable)
             if trainable:
                 params.append(param)
