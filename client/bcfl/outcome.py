@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bcfl.chain.federation import Federation, ModelRef, Submission, VoteCommit
+from bcfl.chain.federation import Federation, ModelRef, ResultMode, Submission, VoteCommit
 from bcfl.chain.merkle import ScoreLeaf, included_hash, merkle_root
 from bcfl.errors import BcflError
 from bcfl.storage.adapter_pack import content_digest, fetch_adapter, json_digest
@@ -33,8 +33,11 @@ GATE_REPUTATION_WEIGHT_BPS = 2000  # share of the on-chain reputation in the gat
 AGGREGATION_SCHEME: Final = "ffa"  # A frozen at the genesis init, B averaged: an exact average
 
 
-def votes_per_peer(submitters: int) -> int:
-    """k: how many other updates each voter evaluates in a round with this many submitters."""
+def votes_per_peer(submitters: int, *, server: bool = False) -> int:
+    """k: how many other updates each voter evaluates in a round with this many submitters.
+    In server mode the aggregator is the round's only voter, so it evaluates every update."""
+    if server:
+        return max(0, submitters)
     return max(0, min(MAX_VOTES_PER_PEER, submitters - 1))
 
 
@@ -89,13 +92,16 @@ def decide_from(
     threshold_ppm: int,
     submissions: Sequence[Submission],
     fetched: Sequence[FetchedVotes],
+    *,
+    server: bool = False,
 ) -> RoundDecision:
-    """The pure part: scores, gate and commitments from already-fetched inputs."""
+    """The pure part: scores, gate and commitments from already-fetched inputs (`server`: the
+    federation's result mode is Server, whose aggregator votes on every update)."""
     by_peer = {s.peer: s for s in submissions}
     cids = {s.peer: s.cid for s in submissions}
     files = {v.commit.voter: v.data for v in fetched if v.data is not None}
     valid, rejected = check_vote_files(
-        files, round=round_id, submissions=cids, seed=seed, k=votes_per_peer(len(submissions))
+        files, round=round_id, submissions=cids, seed=seed, k=votes_per_peer(len(submissions), server=server)
     )
     for v in fetched:
         if v.data is None and not v.unavailable:
@@ -134,7 +140,9 @@ def decide_round(
     """`decide_from` with the round's seed and threshold read from the chain."""
     info = fed.round(round_id)
     seed = assignment_seed(fed.address, round_id, info.closed_at)
-    return decide_from(round_id, seed, fed.config().score_threshold, submissions, fetched)
+    config = fed.config()
+    server = config.result_mode is ResultMode.SERVER
+    return decide_from(round_id, seed, config.score_threshold, submissions, fetched, server=server)
 
 
 def adapter_state(files: dict[str, bytes], what: str) -> Any:

@@ -6,6 +6,7 @@ per peer with its own keystore), lets rounds run, then checks the chain and the 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -72,6 +73,12 @@ def test_sync_server_mode_aggregator_posts(tmp_path: Path) -> None:
         assert aggregator.role == "aggregator"
         assert [c.voter for c in chain.vote_commits(1)] == [aggregator.address]
         assert [a.attester for a in chain.attestations(1)] == [aggregator.address]
+        # The lone voter judged every update, not the serverless k of them.
+        store = open_storage_spec(fed.storage_spec(fed.spec.peers), fed.spec.workdir / "reader")
+        (votes,) = fetch_votes(store, chain.vote_commits(1))
+        assert votes.data is not None
+        voted = {v["peer"].lower() for v in json.loads(votes.data)["votes"]}
+        assert voted == {s.peer.lower() for s in chain.submissions(1)}
         _audit(fed, [1])
 
 

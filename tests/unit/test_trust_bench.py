@@ -40,3 +40,24 @@ def test_run_writes_json_and_markdown(tmp_path: Path) -> None:
 def test_bad_sizes_are_refused(peers: int, k: int) -> None:
     with pytest.raises(BenchError, match="peers"):
         synthetic_round(peers, k)
+
+
+def test_in_server_mode_the_lone_voter_judges_every_update() -> None:
+    from bcfl.chain.federation import VoteCommit
+    from bcfl.outcome import FetchedVotes, votes_per_peer
+    from bcfl.storage.adapter_pack import json_digest
+    from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes
+
+    assert (votes_per_peer(12), votes_per_peer(3), votes_per_peer(12, server=True)) == (3, 2, 12)
+    rnd = synthetic_round(6, 3, seed=2)
+    subs, _ = outcome_inputs(rnd)
+    aggregator = "0x" + "ab" * 20
+    votes = tuple(Vote(s.peer, s.cid, 0.9, Metrics(1.8, None)) for s in subs)
+    data = encode_votes(VoteFile(round=1, voter=aggregator, base=Metrics(2.0, None), votes=votes, examples=6))
+    fetched = [FetchedVotes(VoteCommit(1, aggregator, "votes", json_digest(data), 500_000, 0, 1, "0x"), data)]
+    server = decide_from(1, rnd.seed, 450_000, subs, fetched, server=True)
+    assert server.rejected_votes == []
+    assert len(server.included) == 6
+    # Held to the serverless k = 3, the same file votes outside its assignment and is rejected.
+    serverless = decide_from(1, rnd.seed, 450_000, subs, fetched)
+    assert [r.reason for r in serverless.rejected_votes] == ["not_assigned"]

@@ -189,3 +189,14 @@ def test_vote_rule_is_order_free_and_deterministic() -> None:
     got = vote_values(2.0, losses)
     again = vote_values(2.0, list(reversed(losses)))
     assert got == list(reversed(again))
+
+
+def test_a_voter_that_judges_every_update_can_vote_against_the_base_alone() -> None:
+    # Five updates that all help this voter: against the median the worst two fail, against
+    # the base (a server-mode aggregator's reference) all pass; a resubmitted base still gets 0.
+    losses = [1.70, 1.75, 1.80, 1.85, 1.90]
+    by_median = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
+    assert sum(v > 0.5 for v in by_median) == 3
+    by_base = vote_values(2.0, losses, scale=0.005, tolerance=0.015, against_median=False)
+    assert all(v > 0.95 for v in by_base)
+    assert vote_values(2.0, [2.0, 1.9], against_median=False)[0] == 0.0

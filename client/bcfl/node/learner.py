@@ -147,10 +147,13 @@ class Learner:
         *,
         all_peers: list[str],
         attack: str | None,
+        against_median: bool = True,
     ) -> bytes:
         """Evaluate each candidate update on this peer's validation slice and vote with the
         protocol's rule (`bcfl.trust.votes.vote_values`: against the better of the base and
-        this voter's median candidate); an update that cannot be loaded gets 0."""
+        this voter's median candidate, or the base alone when `against_median` is off: a
+        server-mode aggregator sees every update, and half of them are below any median);
+        an update that cannot be loaded gets 0."""
         base_state = adapters.from_files(base_files, self.base, expect=self.spec)
         base_metrics = self._metrics(base_state)
         measured: list[Metrics] = []
@@ -167,7 +170,7 @@ class Learner:
             if problem:
                 log.warning("round %d: update of %s gets vote 0: %s", round_id, sub.peer, problem)
             measured.append(metrics)
-        values = vote_values(base_metrics.loss, [m.loss for m in measured])
+        values = vote_values(base_metrics.loss, [m.loss for m in measured], against_median=against_median)
         votes = [
             Vote(peer=sub.peer, cid=sub.cid, value=value, metrics=metrics)
             for (sub, _, _), value, metrics in zip(candidates, values, measured, strict=True)

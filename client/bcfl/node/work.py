@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bcfl.chain.federation import Federation, ModelRef, Submission, VoteCommit
+from bcfl.chain.federation import Federation, ModelRef, ResultMode, Submission, VoteCommit
 from bcfl.chain.merkle import ScoreLeaf
 from bcfl.errors import BcflError
 from bcfl.node.config import NodeConfig
@@ -100,7 +100,9 @@ class PeerWork:
         info = self.fed.round(round_id)
         seed = assignment_seed(self.fed.address, round_id, info.closed_at)
         peers = [s.peer for s in submissions]
-        assigned = set(assign_evaluations(seed, self.address, peers, votes_per_peer(len(peers))))
+        server = self.fed.config().result_mode is ResultMode.SERVER
+        k = votes_per_peer(len(peers), server=server)
+        assigned = set(assign_evaluations(seed, self.address, peers, k))
         targets = [s for s in submissions if s.peer in assigned]
         candidates: list[tuple[Submission, dict[str, bytes] | None, str]] = []
         with self.timer.phase("storage"):
@@ -125,7 +127,13 @@ class PeerWork:
                     candidates.append((sub, None, str(exc)))
         with self.timer.phase("evaluation"):
             data = self.learner.vote_file(
-                round_id, self.address, base_files, candidates, all_peers=peers, attack=self.conf.attack
+                round_id,
+                self.address,
+                base_files,
+                candidates,
+                all_peers=peers,
+                attack=self.conf.attack,
+                against_median=not server,
             )
         with self.timer.phase("storage"):
             cid = self.storage.put(data)

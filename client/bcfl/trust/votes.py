@@ -144,6 +144,7 @@ def vote_values(
     *,
     scale: float = VOTE_SCALE,
     tolerance: float = VOTE_TOLERANCE,
+    against_median: bool = True,
 ) -> list[float]:
     """The protocol's vote rule: every update this voter evaluated, judged on the voter's own
     validation slice against the better of "no update" and "the voter's median update".
@@ -160,7 +161,9 @@ def vote_values(
     A non-finite loss, or one equal to the base loss to the last bit (a free-rider
     resubmitting the base: any real change of the weights moves the loss), gets 0.0, and
     non-finite losses stay out of the median; with fewer than two finite losses the reference
-    is L0; a non-finite or non-positive base loss gives the neutral 0.5.
+    is L0; a non-finite or non-positive base loss gives the neutral 0.5. With
+    `against_median` off the reference is always L0 (a voter that judges every update of the
+    round alone, as a server-mode aggregator does, would otherwise fail half of them).
     """
     if scale <= 0:
         raise ValueError(f"vote scale must be positive, got {scale}")
@@ -168,7 +171,7 @@ def vote_values(
         raise ValueError(f"vote tolerance must be >= 0, got {tolerance}")
     finite = sorted(x for x in losses if math.isfinite(x))
     reference = base_loss
-    if len(finite) >= 2:
+    if against_median and len(finite) >= 2:
         mid = len(finite) // 2
         median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
         reference = min(base_loss, median)
