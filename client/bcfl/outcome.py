@@ -223,7 +223,7 @@ def aggregate_files(
     if not updates:
         return base_files
     mean = aggregate(updates, AGGREGATION_SCHEME)
-    return to_files(mean if server_lr == 1.0 else server_step(base_state, mean, server_lr))
+    return to_files(server_step(base_state, mean, server_lr))
 
 
 def aggregate_round(

@@ -148,7 +148,7 @@ def federated(
                 raw.append(rep.raw_bytes)
             updates.append(WeightedUpdate(f"peer-{shard.peer:03d}", state, float(len(shard.train))))
         mean = aggregate(updates, this_round)
-        global_state = mean if setup.server_lr == 1.0 else server_step(global_state, mean, setup.server_lr)
+        global_state = server_step(global_state, mean, setup.server_lr)
         if setup.round_eval_examples:
             acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
             curve.append((rnd + 1, acc))

@@ -123,13 +123,15 @@ def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> 
 
 def server_step(base: AdapterState, mean: AdapterState, lr: float) -> AdapterState:
     """base + lr x (mean - base), per tensor in float64, rounded once to float32: the aggregate
-    taken as one step of a server optimiser (server learning rate `lr`; 1 gives `mean` itself).
-    Linear in the factors, so with A frozen it is still exact in the weight deltas."""
+    taken as one step of a server optimiser (server learning rate `lr`; 1 returns `mean` itself,
+    bit for bit). Linear in the factors, so with A frozen it is still exact in the weight deltas."""
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"server learning rate must be finite and > 0, got {lr}")
     problem = incompatibility(base, mean, "fedit")
     if problem is not None:
         raise AggregationError(f"cannot step from the base to the aggregate: {problem}")
+    if lr == 1.0:
+        return mean
     out = {}
     for name, tensor in base.tensors.items():
         start = tensor.to(torch.float64)
