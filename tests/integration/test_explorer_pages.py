@@ -226,7 +226,9 @@ def test_index_follows_new_blocks_and_decodes_reverts(devnet: Devnet, explorer: 
         }
     )
     tx_hash = "0x" + bytes(devnet.w3.eth.send_raw_transaction(tx.raw_transaction)).hex()
-    explorer.wait_synced(block=devnet.w3.eth.block_number, timeout=30)
+    # Anvil may return the hash before the block is mined: wait for the receipt's block itself.
+    receipt = devnet.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+    explorer.wait_synced(block=receipt["blockNumber"], timeout=30)
     code, t = get_json(explorer.url + f"/api/tx/{tx_hash}")
     assert code == 200 and t["ok"] is False and t["function"] == "submitUpdate"
     assert "FederationNotPeer" in t["error"] and stranger.address.lower() in t["error"].lower()
