@@ -4,7 +4,9 @@ Used by `bcfl demo`, the end-to-end tests and the experiments that run real peer
 Each peer is its own OS process (`bcfl node`) with its own generated keystore, talking to the
 chain over JSON-RPC and to storage through the configured backend: one blockstore folder shared
 by every peer (`embedded`), one js-ipfs daemon per peer (`ipfs`), or each peer's own blockstore
-served to the others over TCP on a loopback port, objects fetched along planned paths (`p2p`).
+served to the others over TCP, objects fetched along planned paths (`p2p`). Where the peers run
+is passed in (`bcfl.network.hosts`): this host's loopback by default, or one testbed host each
+(its own namespace, address and shaped links; `p2p` storage only).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from web3 import Web3
 
 from bcfl.chain.connection import connect
 from bcfl.chain.deployment import FederationSettings, deploy, save_record
-from bcfl.chain.devnet import ANVIL_DEV_KEYS, DevnetInfo, free_port, pid_alive, start_anvil, stop_pid
+from bcfl.chain.devnet import ANVIL_DEV_KEYS, DevnetInfo, pid_alive, start_anvil, stop_pid
 from bcfl.chain.federation import Federation, ModelRef, RoundStatus
 from bcfl.chain.reverts import default_decoder
 from bcfl.chain.transactions import TxSender
 from bcfl.chain.wallet import new_keystore
 from bcfl.errors import BcflError
+from bcfl.network.hosts import LoopbackHosts, PeerHosts
 from bcfl.network.transfer import Address
 from bcfl.node.timing import RoundTimes, read_timings
 from bcfl.storage.base import Storage
@@ -82,8 +85,9 @@ class PeerProcess:
 class LocalFederation:
     """Start with `with LocalFederation(spec) as fed:`; everything started is stopped on exit."""
 
-    def __init__(self, spec: FederationSpec) -> None:
+    def __init__(self, spec: FederationSpec, hosts: PeerHosts | None = None) -> None:
         self.spec = spec
+        self.hosts: PeerHosts = hosts if hosts is not None else LoopbackHosts()
         self.devnet: DevnetInfo | None = None
         self.w3: Web3 | None = None
         self.federation: Federation | None = None
@@ -123,6 +127,7 @@ class LocalFederation:
         t0 = time.monotonic()
         self.devnet = start_anvil(spec.workdir / "anvil")
         self.w3 = connect(self.devnet.rpc_url)
+        self.hosts.reach_chain(Address("127.0.0.1", self.devnet.port))
         self._start_storage()
         self.genesis = self._publish_genesis()
         self.timings["genesis_s"] = time.monotonic() - t0
@@ -157,30 +162,34 @@ class LocalFederation:
         self.timings["setup_s"] = time.monotonic() - t0
 
     def _start_storage(self) -> None:
-        if self.spec.storage == "ipfs":
+        storage = self.spec.storage
+        if storage not in ("embedded", "ipfs", "p2p"):
+            raise BcflError(f"storage {storage!r} is not one of embedded, ipfs, p2p")
+        if storage != "p2p" and not isinstance(self.hosts, LoopbackHosts):
+            raise BcflError(f"storage {storage!r} keeps objects on this host: peers on other hosts need p2p")
+        if storage == "ipfs":
             import bcfl.storage.ipfs_daemons as ipfs_daemons
 
             self.ipfs_state = self.spec.workdir
             daemons = ipfs_daemons.start_daemons(self.spec.peers + 1, self.ipfs_state)
             ipfs_daemons.save_daemons(self.ipfs_state, daemons)
             self.storage_urls = [d.api_url for d in daemons]
-        elif self.spec.storage == "p2p":
+        elif storage == "p2p":
             self.storage_urls = ["p2p"] * (self.spec.peers + 1)
-        elif self.spec.storage == "embedded":
+        else:
             shared = self.spec.workdir / "store"
             self.storage_urls = [f"embedded:{shared}"] * (self.spec.peers + 1)
-        else:
-            raise BcflError(f"storage {self.spec.storage!r} is not one of embedded, ipfs, p2p")
 
     def _plan_p2p(self, peers: list[PeerProcess]) -> None:
-        """A loopback port per peer, the peers file naming them, the genesis in every store."""
+        """A server address per peer, the peers file naming them, the genesis in every store."""
         from bcfl.node.p2p import write_peers_file
         from bcfl.storage.embedded import EmbeddedStorage
 
         assert self.genesis is not None
-        self.servers = {p.index: Address("127.0.0.1", free_port()) for p in peers}
+        self.servers = {p.index: self.hosts.server(p.index) for p in peers}
+        rates = {p.address: r for p in peers if (r := self.hosts.rates_mbit(p.index)) is not None}
         self.peers_file = self.spec.workdir / "peers.toml"
-        write_peers_file(self.peers_file, {p.address: self.servers[p.index] for p in peers})
+        write_peers_file(self.peers_file, {p.address: self.servers[p.index] for p in peers}, rates)
         files = EmbeddedStorage(self.spec.workdir / "genesis").get_directory(self.genesis.cid)
         for p in peers:
             store = EmbeddedStorage(self.peer_dir(p.index))
@@ -198,7 +207,7 @@ class LocalFederation:
             return store
         from bcfl.network.peer_storage import PlannedStorage, Route
 
-        everyone = Route(tuple(self.servers[i] for i in sorted(self.servers)), 0, 0.0)
+        everyone = Route(tuple(self.hosts.reach_server(i) for i in sorted(self.servers)), 0, 0.0)
         return PlannedStorage(store, lambda cid: everyone, wait=0.0)
 
     def peer_dir(self, index: int) -> Path:
@@ -272,9 +281,10 @@ class LocalFederation:
 
     def spawn(self, p: PeerProcess) -> None:
         env = {**os.environ, PASSWORD_ENV: self._password, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "bcfl.cli.app", "node", "--config", str(p.config_path)]
         log = p.log_path.open("ab")
         p.proc = subprocess.Popen(
-            [sys.executable, "-m", "bcfl.cli.app", "node", "--config", str(p.config_path)],
+            self.hosts.command(p.index, argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -356,6 +366,7 @@ class LocalFederation:
             self.ipfs_state = None
         if self.devnet is not None and pid_alive(self.devnet.pid):
             stop_pid(self.devnet.pid)
+        self.hosts.close()
 
 
 def _toml(value: Any) -> str:

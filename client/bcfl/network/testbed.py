@@ -257,16 +257,20 @@ class Testbed:
         for cmd in cmds:
             _run([tc, "-n", ns, *cmd])
 
+    def command(self, host: int, argv: Sequence[str]) -> list[str]:
+        """The command line that runs `argv` inside host `host`'s namespace."""
+        return [_ip_binary(), "netns", "exec", self.hosts[host], *argv]
+
     def popen(self, host: int, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Start a process inside host `host`'s namespace; it is killed on close()."""
-        proc = subprocess.Popen([_ip_binary(), "netns", "exec", self.hosts[host], *argv], **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.Popen(self.command(host, argv), **kwargs)  # type: ignore[call-overload]
         self._procs.append(proc)
         return proc  # type: ignore[no-any-return]
 
     def run(self, host: int, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command inside a host and wait for it."""
         return subprocess.run(
-            [_ip_binary(), "netns", "exec", self.hosts[host], *argv],
+            self.command(host, argv),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -213,10 +213,15 @@ def load_peers_file(path: Path) -> PeersFile:
     return PeersFile(path, tuple(peers), latency, bandwidth, links)
 
 
-def write_peers_file(path: Path, servers: Mapping[str, Address]) -> None:
-    """A peers file with the stated defaults: chain address -> where that peer serves."""
+def write_peers_file(
+    path: Path,
+    servers: Mapping[str, Address],
+    rates_mbit: Mapping[str, tuple[float, float]] | None = None,
+) -> None:
+    """A peers file: chain address -> where that peer serves, and its (upload, download) access
+    links in Mbit/s where known; the stated defaults (full mesh, equal links) for the rest."""
     lines = [
-        "# Where each peer serves its objects; links: the stated default (full mesh, equal links).",
+        "# Where each peer serves its objects; links not listed: the stated default.",
         "[defaults]",
         f"upload_mbit = {DEFAULT_UPLOAD_MBIT}",
         f"download_mbit = {DEFAULT_DOWNLOAD_MBIT}",
@@ -224,7 +229,11 @@ def write_peers_file(path: Path, servers: Mapping[str, Address]) -> None:
         "",
     ]
     for address, server in servers.items():
-        lines += ["[[peer]]", f'address = "{address}"', f'server = "{server.host}:{server.port}"', ""]
+        lines += ["[[peer]]", f'address = "{address}"', f'server = "{server.host}:{server.port}"']
+        if rates_mbit is not None and address in rates_mbit:
+            up, down = rates_mbit[address]
+            lines += [f"upload_mbit = {up!r}", f"download_mbit = {down!r}"]
+        lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
