@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,13 @@ def demo(
             "objects fetched from the other peers over TCP along planned paths)"
         ),
     ] = "embedded",
+    testbed: Annotated[
+        bool,
+        typer.Option(
+            help="Each peer on its own network host: a namespace with shaped access links drawn from "
+            "the stated bandwidth model (docs/network.md); needs root; implies --storage p2p"
+        ),
+    ] = False,
     workdir: Annotated[Path, typer.Option(help="Scratch folder (replaced)")] = STATE_DIR / "demo",
 ) -> None:
     """Devnet up, contract deployed, N peer processes with their own keys, async rounds, audit."""
@@ -38,6 +46,9 @@ def demo(
 
     if storage not in ("embedded", "ipfs", "p2p"):
         raise typer.BadParameter(f"--storage {storage!r} is not one of embedded, ipfs, p2p")
+    if testbed and (ipfs or storage not in ("embedded", "p2p")):
+        raise typer.BadParameter("--testbed moves objects between hosts itself: it implies --storage p2p")
+    storage = "p2p" if testbed else storage
     spec = demo_spec(
         workdir, quick=quick, peers=peers, rounds=rounds, attack=attack, ipfs=ipfs, storage=storage
     )
@@ -46,7 +57,18 @@ def demo(
         f"[bold]bcfl demo[/]: {peers} peers (peer {peers - 1} attacks with {attack}), model {spec.model}, "
         f"{rounds} asynchronous rounds (K={spec.async_quorum} of {peers}), storage {spec.storage}"
     )
-    with LocalFederation(spec) as fed:
+    with contextlib.ExitStack() as stack:
+        hosts = None
+        if testbed:
+            from bcfl.network.hosts import TestbedHosts, drawn_testbed
+
+            bed = stack.enter_context(drawn_testbed(peers, seed=0))
+            hosts = TestbedHosts(bed)
+            links = ", ".join(
+                f"{u * 8 / 1e6:.0f}/{d * 8 / 1e6:.0f}" for u, d in zip(bed.ups, bed.downs, strict=True)
+            )
+            err_console.print(f"testbed hosts {bed.addresses[0]}..; up/down Mbit/s per peer: {links}")
+        fed = stack.enter_context(LocalFederation(spec, hosts))
         assert fed.federation is not None and fed.devnet is not None
         err_console.print(
             f"devnet {fed.devnet.rpc_url}; contract {fed.federation.address}; logs in {workdir}/peers"

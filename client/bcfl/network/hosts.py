@@ -16,6 +16,7 @@ from typing import Protocol
 from bcfl.chain.devnet import free_port
 from bcfl.network.forward import Forwarder
 from bcfl.network.testbed import Testbed, TestbedError
+from bcfl.network.topology import full_mesh
 from bcfl.network.transfer import Address
 
 OBJECT_PORT = 7001  # every testbed host has its own address, so they can share a port
@@ -114,3 +115,10 @@ class TestbedHosts:
             fwd.close()
         self._forwarders.clear()
         self._reach.clear()
+
+
+def drawn_testbed(hosts: int, seed: int) -> Testbed:
+    """A testbed (not yet built: enter it) whose access links are drawn from the stated bandwidth
+    model, as `full_mesh(hosts, seed)` draws them for the simulator."""
+    nodes = full_mesh(hosts, seed).graph.nodes
+    return Testbed([nodes[i]["up"] for i in range(hosts)], [nodes[i]["down"] for i in range(hosts)])
