@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from bcfl.cli import audit, bench, chain, demo, experiment, explorer, learning, node, storage
+from bcfl.cli import audit, bench, chain, demo, experiment, explorer, learning, node, peers, storage
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = [
     chain.register,
@@ -18,4 +18,5 @@ REGISTRARS: list[Callable[[typer.Typer], None]] = [
     learning.register,
     experiment.register,
     bench.register,
+    peers.register,
 ]

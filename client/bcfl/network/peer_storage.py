@@ -27,6 +27,9 @@ Wire protocol (one request per connection):
     request:  GET <cid> <file|dir> <wait_ms> [<hops>]\\n
     response: OK <length>\\n<payload>   or   NO <reason>\\n
 
+    request:  PROBE <length>\\n           (link measurement, bcfl.network.probe)
+    response: OK <length>\\n<length zero bytes>   (at most MAX_PROBE_BYTES)
+
 A file's payload is its bytes; a folder's is a JSON header line {"names": [...], "sizes": [...]}
 followed by the files' bytes in that order.
 
@@ -70,6 +73,7 @@ class Route:
 RouteLike = Route | Sequence[Address]
 Routes = Mapping[str, RouteLike] | Callable[[str], RouteLike]
 _LINE_LIMIT = 64 * 1024
+MAX_PROBE_BYTES = 64 << 20  # a probe long enough to measure a fast link, short of a flood
 _T = TypeVar("_T")
 
 
@@ -87,6 +91,9 @@ class _Handler(socketserver.StreamRequestHandler):
         owner = self.server.owner
         try:
             line = self.rfile.readline(_LINE_LIMIT).decode("ascii").split()
+            if len(line) == 2 and line[0] == "PROBE":
+                self._probe(int(line[1]))
+                return
             if len(line) not in (4, 5) or line[0] != "GET" or line[2] not in ("file", "dir"):
                 self.wfile.write(b"NO bad request\n")
                 return
@@ -99,6 +106,17 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
         except (OSError, ValueError, StorageError):
             return  # the client sees a short or missing answer and routes around
+
+    def _probe(self, length: int) -> None:
+        if not 0 <= length <= MAX_PROBE_BYTES:
+            self.wfile.write(f"NO probe length must be 0..{MAX_PROBE_BYTES}\n".encode())
+            return
+        self.wfile.write(f"OK {length}\n".encode())
+        block = bytes(min(length, 1 << 16))
+        left = length
+        while left > 0:
+            self.wfile.write(block[: min(left, len(block))])
+            left -= len(block)
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):

@@ -217,9 +217,11 @@ def write_peers_file(
     path: Path,
     servers: Mapping[str, Address],
     rates_mbit: Mapping[str, tuple[float, float]] | None = None,
+    latency_ms: Mapping[tuple[str, str], float] | None = None,
 ) -> None:
-    """A peers file: chain address -> where that peer serves, and its (upload, download) access
-    links in Mbit/s where known; the stated defaults (full mesh, equal links) for the rest."""
+    """A peers file: chain address -> where that peer serves, its (upload, download) access links
+    in Mbit/s and each pair's one-way latency in ms where known (`latency_ms` keyed by either
+    order of the pair); the stated defaults (full mesh, equal links) for the rest."""
     lines = [
         "# Where each peer serves its objects; links not listed: the stated default.",
         "[defaults]",
@@ -234,6 +236,11 @@ def write_peers_file(
             up, down = rates_mbit[address]
             lines += [f"upload_mbit = {up!r}", f"download_mbit = {down!r}"]
         lines.append("")
+    written: set[frozenset[str]] = set()
+    for (a, b), ms in sorted((latency_ms or {}).items()):
+        if frozenset((a, b)) not in written:
+            written.add(frozenset((a, b)))
+            lines += ["[[link]]", f'between = ["{a}", "{b}"]', f"latency_ms = {ms!r}", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
