@@ -31,3 +31,12 @@ def test_overrides_replace_only_the_fields_given(tmp_path: Path, monkeypatch: py
     assert (cfg.model, cfg.peers, cfg.rounds, cfg.settings) == ("smollm2", 5, 2, ("none",))
     assert cfg.test_examples == flower_compare.Config().test_examples
     assert seen["command"] == "python -m bcfl.experiments.flower_compare " + " ".join(argv)
+
+
+def test_systems_pick_the_sides_that_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="systems must be a non-empty subset"):
+        flower_compare.Config(systems=("server", "flwr"))
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(flower_compare, "run", lambda out_dir, **kw: seen.update(kw))
+    flower_compare.main([str(tmp_path), "--systems", "server"])
+    assert seen["config"].systems == ("server",)

@@ -24,6 +24,7 @@ summed RSS of the whole process tree, polled every 0.2 s).
 
     python -m bcfl.experiments.flower_compare OUT_DIR [--quick] [--seed N]
         [--model M] [--peers N] [--rounds R] [--test-examples E] [--settings none,attack]
+        [--systems serverless,server,flower]
 """
 
 from __future__ import annotations
@@ -76,8 +77,13 @@ class Config:
     bcfl_modes_attacked: tuple[str, ...] = ("serverless", "server")
     flower_attacked: tuple[str, ...] = ("fedavg", "krum", "trimmed-mean")
     settings: tuple[str, ...] = ("none", "attack")
+    systems: tuple[str, ...] = ("serverless", "server", "flower")  # which sides to run
 
     def __post_init__(self) -> None:
+        if not self.systems or set(self.systems) - {"serverless", "server", "flower"}:
+            raise ValueError(
+                f"systems must be a non-empty subset of serverless, server, flower; got {self.systems}"
+            )
         if self.peers < 3:
             raise ValueError(f"need at least 3 peers, got {self.peers}")
         if not self.settings or set(self.settings) - {"none", "attack"}:
@@ -420,7 +426,8 @@ def run(
             "peers": cfg.peers,
             "config": asdict(cfg),
         }
-        for mode in cfg.bcfl_modes_attacked if attackers else ("serverless", "server"):
+        modes = cfg.bcfl_modes_attacked if attackers else ("serverless", "server")
+        for mode in [m for m in modes if m in cfg.systems]:
             spec = bcfl_spec(
                 out_dir / "work" / f"bcfl-{mode}-{setting}-s{seed}",
                 cfg,
@@ -447,7 +454,9 @@ def run(
                     "run": rec,
                 }
             )
-        strategies = list(cfg.flower_attacked) if attackers else ["fedavg"]
+        strategies = (
+            (list(cfg.flower_attacked) if attackers else ["fedavg"]) if "flower" in cfg.systems else []
+        )
         for strategy in strategies:
             system = f"Flower {strategy}"
             if python is None or version is None:
@@ -602,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--test-examples", type=int, help="override the held-out examples scored")
     parser.add_argument("--settings", help="comma-separated subset of none,attack")
+    parser.add_argument("--systems", help="comma-separated subset of serverless,server,flower")
     parser.add_argument("--flower-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flower_worker:
@@ -613,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rounds": args.rounds,
         "test_examples": args.test_examples,
         "settings": tuple(args.settings.split(",")) if args.settings else None,
+        "systems": tuple(args.systems.split(",")) if args.systems else None,
     }
     cfg = replace(QUICK if args.quick else Config(), **{k: v for k, v in overrides.items() if v is not None})
     command = "python -m bcfl.experiments.flower_compare " + " ".join(
