@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(_agent(config, int(args[1])))
 
 
-def _readline(proc: subprocess.Popen[bytes], deadline: float, what: str) -> str:
+def read_report_line(proc: subprocess.Popen[bytes], deadline: float, what: str) -> str:
     assert proc.stdout is not None
     while True:
         left = deadline - time.time()
@@ -137,7 +137,7 @@ def run_on_testbed(
         ]
         deadline = time.time() + 60
         for proc in procs:
-            _readline(proc, deadline, "READY")
+            read_report_line(proc, deadline, "READY")
         start = time.time() + 0.5
         for proc in procs:
             assert proc.stdin is not None
@@ -146,7 +146,7 @@ def run_on_testbed(
         deadline = time.time() + timeout
         done: dict[int, float] = {}
         for n, proc in zip(nodes, procs, strict=True):
-            report = json.loads(_readline(proc, deadline, "DONE")[5:])
+            report = json.loads(read_report_line(proc, deadline, "DONE")[5:])
             if os.environ.get("BCFL_TESTBED_TRACE"):
                 print(json.dumps(report), file=sys.stderr)
             if n in plan.problem.receivers and report["completion"] is not None:
