@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 
 from bcfl.network.bound import lower_bound
-from bcfl.network.paths import RATES_POLICY, SwarmPolicy, optimised_choice, swarm_plan
+from bcfl.network.paths import RATES_POLICIES, SwarmPolicy, optimised_choice, swarm_plan
 from bcfl.network.plan import PlanError, allgather, broadcast
 from bcfl.network.rates import broadcast_rates, rates_fit
 from bcfl.network.simulator import simulate
@@ -55,24 +55,53 @@ def test_the_program_needs_one_source() -> None:
     assert not rates_fit(topo, problem)
     with pytest.raises(PlanError, match="one source, the problem has 6"):
         broadcast_rates(topo, problem)
-    with pytest.raises(PlanError, match="must be 'relay', 'deadline' or 'rates'"):
+    with pytest.raises(PlanError, match=r"swarm order must be one of .*'widest'"):
         SwarmPolicy("widest")
+    with pytest.raises(PlanError, match="download must be 'slots' or 'flows', got 'all'"):
+        SwarmPolicy("rates", download="all")
 
 
 @pytest.mark.parametrize("kind", ["waxman", "barabasi-albert"])
-def test_the_rates_policy_delivers_everything_and_joins_the_portfolio(kind: str) -> None:
+def test_the_rates_policies_deliver_everything_and_join_the_portfolio(kind: str) -> None:
     topo = generate(kind, 20, seed=4)
     problem = broadcast(3, 2_000_000, topo.peers)
     assert rates_fit(topo, problem)
-    plan = swarm_plan(topo, problem, chunks=16, policy=RATES_POLICY)
-    plan.validate()
-    result = simulate(topo, plan)
-    assert set(result.completion) == set(topo.peers)
-    assert math.isfinite(result.finish)
-    assert result.finish >= lower_bound(topo, problem).value * (1 - 1e-9)
+    rates = broadcast_rates(topo, problem).edges
+    for policy in RATES_POLICIES:
+        plan = swarm_plan(topo, problem, chunks=16, policy=policy, rates=rates)
+        plan.validate()
+        result = simulate(topo, plan)
+        assert set(result.completion) == set(topo.peers)
+        assert math.isfinite(result.finish)
+        assert result.finish >= lower_bound(topo, problem).value * (1 - 1e-9)
     _, chosen, candidates = optimised_choice(topo, problem, chunks=8)
-    assert RATES_POLICY.label in candidates
+    assert {p.label for p in RATES_POLICIES} <= set(candidates)
     assert candidates[chosen.label] == min(candidates.values())
+
+
+def _leaf_behind_a_hub() -> Topology:
+    # hub 0 (8 MB/s up) feeds a slow leaf 1 (1 MB/s down, no other neighbour) and two fast
+    # peers 2, 3 that also relay to each other. The leaf's receiver bound, 0.01 s + 1 MB / 1 MB/s,
+    # is the optimum: the hub spares 1 MB/s for it from the start and the rest for 2 and 3.
+    g = nx.DiGraph()
+    for node, up in {0: 8 * MB, 1: 0.25 * MB, 2: 4 * MB, 3: 4 * MB}.items():
+        g.add_node(node, up=up, down=4 * up, pos=(0.0, 0.0))
+    for u, v in [(0, 1), (0, 2), (0, 3), (2, 3)]:
+        g.add_edge(u, v, latency=0.01, bandwidth=FAST)
+        g.add_edge(v, u, latency=0.01, bandwidth=FAST)
+    return Topology(g, "hand", (0, 1, 2, 3))
+
+
+def test_timing_flows_by_the_receivers_flows_reaches_the_optimum_behind_a_hub() -> None:
+    topo = _leaf_behind_a_hub()
+    problem = broadcast(0, 1_000_000, topo.peers)
+    assert lower_bound(topo, problem).value == pytest.approx(1.01, rel=1e-9)
+    flows, slots = SwarmPolicy("rates", download="flows"), SwarmPolicy("rates")
+    by_flows = simulate(topo, swarm_plan(topo, problem, chunks=16, policy=flows))
+    by_slots = simulate(topo, swarm_plan(topo, problem, chunks=16, policy=slots))
+    assert by_flows.finish == pytest.approx(1.01, rel=1e-9)
+    # timed at half its speed (two download slots), the leaf's lone flow leaves it idle between chunks
+    assert by_slots.completion[1] > by_flows.completion[1] + 0.01
 
 
 def test_a_solver_out_of_time_drops_the_rates_policy_not_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +111,6 @@ def test_a_solver_out_of_time_drops_the_rates_policy_not_the_plan(monkeypatch: p
         broadcast_rates(topo, problem, time_limit=0.0)
     monkeypatch.setattr(broadcast_rates, "__kwdefaults__", {"time_limit": 0.0})
     plan, chosen, candidates = optimised_choice(topo, problem, chunks=8)
-    assert candidates[RATES_POLICY.label] == math.inf
-    assert chosen != RATES_POLICY
+    assert all(candidates[p.label] == math.inf for p in RATES_POLICIES)
+    assert chosen not in RATES_POLICIES
     assert set(simulate(topo, plan).completion) == set(topo.peers)

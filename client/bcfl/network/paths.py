@@ -13,10 +13,13 @@
   the receiver furthest behind the lower bound first (`deadline`: slow downloaders are fed from
   the start instead of last), or the neighbour whose edge is furthest behind its steady-state
   rate from `bcfl.network.rates` (`rates`: each sender splits its upload as the broadcast
-  program says, so a hub's few slow leaves are not starved by its many fast ones). Upload and
-  download slots per node follow its capacity relative to its neighbours', so a fast uploader
-  feeds several slower downloaders at once. Every peer relays what it already holds; the order
-  of decisions (a time-ordered event loop on the planner's model) is the plan order.
+  program says, so a hub's few slow leaves are not starved by its many fast ones; `rates-deadline`
+  also serves first any receiver about to miss the bound). Upload and download slots per node
+  follow its capacity relative to its neighbours', so a fast uploader feeds several slower
+  downloaders at once; the policy's `download` says whether a flow is timed as if its receiver's
+  download were shared by all its slots or by the flows it has (closer to the simulator). Every
+  peer relays what it already holds; the order of decisions (a time-ordered event loop on the
+  planner's model) is the plan order.
 - `optimised_plan`: a small portfolio of swarm policies (chunk sizes x orders), each simulated
   on the same link model, the fastest kept: the planner evaluates its candidates on the model it
   was given, as a peer with measured links would.
@@ -172,6 +175,9 @@ def _slot_counts(topo: Topology) -> tuple[dict[int, int], dict[int, int]]:
 PORTFOLIO_MAX_PEERS = 1024  # above this the planner builds one candidate (each costs a simulation)
 
 
+SWARM_ORDERS = ("relay", "deadline", "rates", "rates-deadline")
+
+
 @dataclass(frozen=True)
 class SwarmPolicy:
     """How a swarming sender picks its next receiver.
@@ -183,22 +189,38 @@ class SwarmPolicy:
     that would miss the bound if not fed now; the rest in relay order.
     `rates`: among neighbours with a positive steady-state rate z(u, v) (`broadcast_rates`),
     the one with the largest deficit z(u, v) x now - bytes sent so far; the rest in relay order.
+    `rates-deadline`: `rates`, except that every sender (sources too) first serves the neighbour
+    with the smallest slack among those under `margin` x B (slack as for `deadline`).
+
+    `download` is how the planner times a flow at its receiver v: `slots` gives it v's download
+    divided by v's download slots (as if v were always full); `flows` divides it by the flows
+    already planned into v at that moment plus this one, as the simulator shares a download.
+    With `slots`, a slow receiver's lone flow is timed at half its real speed, so the sender's
+    next chunks are planned late and the receiver idles between them.
     """
 
     order: str = "relay"
     chunks_factor: int = 1  # chunks = factor x the caller's chunk count
     margin: float = 0.0
+    download: str = "slots"
 
     def __post_init__(self) -> None:
-        if self.order not in ("relay", "deadline", "rates"):
-            raise PlanError(f"swarm order must be 'relay', 'deadline' or 'rates', got {self.order!r}")
+        if self.order not in SWARM_ORDERS:
+            raise PlanError(f"swarm order must be one of {SWARM_ORDERS}, got {self.order!r}")
         if self.chunks_factor < 1 or self.margin < 0:
             raise PlanError(f"swarm policy needs chunks_factor >= 1 and margin >= 0, got {self}")
+        if self.download not in ("slots", "flows"):
+            raise PlanError(f"swarm policy download must be 'slots' or 'flows', got {self.download!r}")
+
+    @property
+    def uses_rates(self) -> bool:
+        return self.order in ("rates", "rates-deadline")
 
     @property
     def label(self) -> str:
-        extra = f", margin {self.margin:g}" if self.order == "deadline" else ""
-        return f"{self.order} x{self.chunks_factor}{extra}"
+        extra = f", margin {self.margin:g}" if self.order in ("deadline", "rates-deadline") else ""
+        timing = ", by flows" if self.download == "flows" else ""
+        return f"{self.order} x{self.chunks_factor}{extra}{timing}"
 
 
 PORTFOLIO = (
@@ -208,14 +230,18 @@ PORTFOLIO = (
     SwarmPolicy("deadline", 2, 0.3),
     SwarmPolicy("deadline", 2, 1.0),  # every receiver by slack: the one furthest behind first
 )
-RATES_POLICY = SwarmPolicy("rates", 2)  # joins the portfolio where `rates_fit` (one source, small)
+# join the portfolio where `rates_fit` (one source, small graph); the program is solved once for both
+RATES_POLICIES = (
+    SwarmPolicy("rates", 4, download="flows"),
+    SwarmPolicy("rates-deadline", 4, 0.0, download="flows"),
+)
 
 
 def optimised_plan(
     topo: Topology, problem: Problem, *, chunks: int = 32, policies: Sequence[SwarmPolicy] | None = None
 ) -> Plan:
     """Chunked swarming planned on the link model: every policy in `policies` (by default
-    `PORTFOLIO`, plus `RATES_POLICY` where the broadcast program is small enough, up to
+    `PORTFOLIO`, plus `RATES_POLICIES` where the broadcast program is small enough, up to
     `PORTFOLIO_MAX_PEERS` peers, else relay order alone) builds a plan, each is simulated on the
     same model, and the fastest is kept (the first on a tie)."""
     return optimised_choice(topo, problem, chunks=chunks, policies=policies)[0]
@@ -232,25 +258,35 @@ def optimised_choice(
         if len(problem.receivers) > PORTFOLIO_MAX_PEERS:
             policies = (SwarmPolicy(),)
         else:
-            policies = (*PORTFOLIO, RATES_POLICY) if rates_fit(topo, problem) else PORTFOLIO
+            policies = (*PORTFOLIO, *RATES_POLICIES) if rates_fit(topo, problem) else PORTFOLIO
     if not policies:
         raise PlanError("optimised plan needs at least one swarm policy")
     bound = None
-    if any(p.order == "deadline" for p in policies):
+    if any(p.order in ("deadline", "rates-deadline") for p in policies):
         from bcfl.network.bound import lower_bound
 
         bound = lower_bound(topo, problem).value
+    rates: Mapping[tuple[int, int], float] | None = None
+    rates_failed: str | None = None
+    if any(p.uses_rates for p in policies):
+        from bcfl.network.rates import broadcast_rates
+
+        try:  # one program for every policy that follows it
+            rates = broadcast_rates(topo, problem).edges
+        except PlanError as exc:
+            if all(p.uses_rates for p in policies):
+                raise
+            rates_failed = str(exc)
     best: tuple[float, Plan, SwarmPolicy] | None = None
     finishes: dict[str, float] = {}
     for policy in policies:
-        try:
-            plan = swarm_plan(topo, problem, chunks=chunks * policy.chunks_factor, policy=policy, bound=bound)
-        except PlanError as exc:
-            if policy.order != "rates" or len(policies) == 1:
-                raise
-            log.info("planner: %s left out: %s", policy.label, exc)  # e.g. the solver's time ran out
+        if policy.uses_rates and rates is None:
+            log.info("planner: %s left out: %s", policy.label, rates_failed)  # e.g. the solver's time ran out
             finishes[policy.label] = math.inf
             continue
+        plan = swarm_plan(
+            topo, problem, chunks=chunks * policy.chunks_factor, policy=policy, bound=bound, rates=rates
+        )
         finish = simulate(topo, plan).finish if len(policies) > 1 else 0.0
         finishes[policy.label] = finish
         if best is None or finish < best[0]:
@@ -281,11 +317,14 @@ def swarm_plan(
     up_slots, down_slots = _slot_counts(topo)
     sources = {spec.source for spec in problem.objects.values()}
     deadline = policy.order == "deadline"
-    if deadline and bound is None:
+    urgent = policy.order == "rates-deadline"
+    by_rate = policy.order in ("rates", "rates-deadline")
+    by_flows = policy.download == "flows"
+    if (deadline or urgent) and bound is None:
         from bcfl.network.bound import lower_bound
 
         bound = lower_bound(topo, problem).value
-    if policy.order == "rates" and rates is None:
+    if by_rate and rates is None:
         from bcfl.network.rates import broadcast_rates
 
         rates = broadcast_rates(topo, problem).edges
@@ -342,9 +381,8 @@ def swarm_plan(
         if not mine:
             continue
         by_slack = deadline and u not in sources
-        by_rate = policy.order == "rates"
         chosen: int | None = None
-        chosen_key: tuple[int, float] = (2, 0.0)
+        chosen_key: tuple[int, float] = (3, 0.0)
         blocked_until = math.inf
         finished = False
         for position, v in enumerate(prefs[u]):
@@ -358,7 +396,11 @@ def swarm_plan(
                 continue
             if by_rate:
                 z = edge_rate.get((u, v), 0.0)
-                key = (0, sent[(u, v)] - z * t) if z > 0 else (1, float(position))
+                key = (1, sent[(u, v)] - z * t) if z > 0 else (2, float(position))
+                if urgent:  # a receiver about to miss the bound comes first, whatever its rate
+                    slack = horizon - t - pending[v].bit_count() * mean_chunk / in_rate[v]
+                    if slack < policy.margin * horizon:
+                        key = (0, slack)
                 if key < chosen_key:
                     chosen, chosen_key = v, key
                 continue
@@ -384,7 +426,9 @@ def swarm_plan(
             if (holders[j], j) < best_key:
                 i, best_key = j, (holders[j], j)
             wanted ^= low
-        rate = min(topo.bandwidth(u, v), topo.up(u) / up_slots[u], topo.down(v) / down_slots[v])
+        # v's download is shared by its slots, or (`flows`) by the flows it has, as the simulator does
+        into_v = 1 + sum(1 for f in down_free[v] if f > t) if by_flows else down_slots[v]
+        rate = min(topo.bandwidth(u, v), topo.up(u) / up_slots[u], topo.down(v) / into_v)
         end = t + sizes[i] / rate
         arrive = end + topo.latency(u, v)
         up_free[u][up_free[u].index(slot_t)] = end
