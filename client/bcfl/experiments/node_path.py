@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -124,6 +125,7 @@ def run(
             for repeat in range(repeats):
                 work = out_dir / "work" / f"{strategy}-s{seed}-r{repeat}"
                 rec = run_once(strategy, drawn, size, server_mbit * MBIT, work, seed)
+                shutil.rmtree(work, ignore_errors=True)  # the stores: a copy of every object per host
                 log.append({"experiment": NAME, "repeat": repeat, **rec})
                 print(
                     f"seed {seed} {strategy:9} testbed {rec['testbed_s']:6.2f} s  "
