@@ -128,3 +128,22 @@ def test_every_peer_of_an_optimised_plan_gets_the_aggregate(tmp_path: Path) -> N
     finally:
         for s in servers:
             s.stop()
+
+
+def test_upload_slots_hold_further_objects_until_one_is_sent(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path / "peer0")
+    cid = store.put(os.urandom(10_000))
+    with pytest.raises(ValueError, match="upload_slots"):
+        ObjectServer(store, upload_slots=0)
+    with ObjectServer(store, upload_slots=1) as server:
+        reader = PlannedStorage(
+            EmbeddedStorage(tmp_path / "peer1"), {cid: [server.address]}, connect_timeout=10
+        )
+        got: list[bytes] = []
+        with server.upload_slot():  # the only slot is taken: the request waits its turn
+            fetching = threading.Thread(target=lambda: got.append(reader.get(cid)))
+            fetching.start()
+            fetching.join(timeout=1.0)
+            assert fetching.is_alive() and not got
+        fetching.join(timeout=10)
+        assert got and len(got[0]) == 10_000 and server.served == 1

@@ -8,12 +8,16 @@ holds its update and fetches every other peer's, through the node's own `Planned
 - `direct`: each object from its source only (naive all-to-all);
 - `star`: each object through a server host (the server fetches it from its source when first
   asked, then serves it to everyone), a star through one relay.
-The testbed's access links are drawn from the stated model (`full_mesh(peers, seed)`), the
-server's at `--server-mbit`; the simulator gets the same rates on a full mesh with the
-testbed's small latency and the plan that matches each strategy (chunks = 1).
+With `--upload-slots` every server sends at most as many objects at once as the plan gives it
+upload slots, the rest of the requests waiting their turn (a node's server sends every request
+at once). The testbed's access links are drawn as the `paths` experiment's testbed draws them
+(`full_mesh(peers, seed, model=TESTBED_MODEL)`: the stated model scaled down, median 8 Mbit/s,
+so that the Python agents of 8-9 hosts on a 2-core machine are not CPU-bound), the server's at
+`--server-mbit`; the simulator gets the same rates on a full mesh with the testbed's small
+latency and the plan that matches each strategy (chunks = 1).
 
     python -m bcfl.experiments.node_path OUT_DIR [--peers 8] [--seeds 0,1] [--repeats 2]
-        [--mib 1] [--server-mbit 1000]
+        [--mib 1] [--server-mbit 40] [--upload-slots]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bcfl.experiments.paths import TESTBED_MODEL
 from bcfl.experiments.results import ResultLog, markdown_table, median_spread, read_records
 from bcfl.network.paths import naive_plan, optimised_plan, star_plan
 from bcfl.network.peer_storage import routes_from_plan
@@ -55,7 +60,7 @@ def _routes(plan: Plan, peers: int, cids: dict[str, str]) -> dict[int, dict[str,
 
 
 def run_once(
-    strategy: str, drawn: Topology, size: int, server_rate: float, work: Path, seed: int
+    strategy: str, drawn: Topology, size: int, server_rate: float, work: Path, seed: int, *, slotted: bool
 ) -> dict[str, Any]:
     n = len(drawn.peers)
     ups = [drawn.up(i) for i in range(n)]
@@ -84,8 +89,11 @@ def run_once(
         raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
     plan_s = time.monotonic() - t0
     predicted = simulate(sim_topo, plan)
+    slots = {h: plan.slots(h) for h in range(n + 1)} if slotted else None
     with Testbed([*ups, server_rate], [*downs, server_rate]) as bed:
-        reports = run_store_path(bed, objects, routes, list(range(n)), work, relay_hops=hops, timeout=300)
+        reports = run_store_path(
+            bed, objects, routes, list(range(n)), work, relay_hops=hops, upload_slots=slots, timeout=300
+        )
     real = {h: float(reports[h]["completion"]) for h in range(n)}
     errors = [abs(real[h] - predicted.completion[h]) / predicted.completion[h] for h in real]
     return {
@@ -104,6 +112,7 @@ def run_once(
         "plan_s": plan_s,
         "uploads_mbit": [u / MBIT for u in ups],
         "server_mbit": server_rate / MBIT,
+        "upload_slots": slots,
     }
 
 
@@ -114,17 +123,18 @@ def run(
     seeds: Sequence[int] = (0, 1),
     repeats: int = 2,
     mib: float = 1.0,
-    server_mbit: float = 1000.0,
+    server_mbit: float = 40.0,
+    slotted: bool = False,
     command: str,
 ) -> None:
     log = ResultLog(out_dir, command=command)
     size = int(mib * (1 << 20))
     for seed in seeds:
-        drawn = full_mesh(peers, seed)
+        drawn = full_mesh(peers, seed, model=TESTBED_MODEL)
         for strategy in STRATEGIES:
             for repeat in range(repeats):
                 work = out_dir / "work" / f"{strategy}-s{seed}-r{repeat}"
-                rec = run_once(strategy, drawn, size, server_mbit * MBIT, work, seed)
+                rec = run_once(strategy, drawn, size, server_mbit * MBIT, work, seed, slotted=slotted)
                 shutil.rmtree(work, ignore_errors=True)  # the stores: a copy of every object per host
                 log.append({"experiment": NAME, "repeat": repeat, **rec})
                 print(
@@ -186,10 +196,12 @@ def write_table(out_dir: Path) -> None:
     ]
     first = records[0] if records else {}
     mib = first.get("object_bytes", 0) / (1 << 20)
+    slotted = first.get("upload_slots")
+    sending = "send at most their planned upload slots at once" if slotted else "send every request at once"
     text = (
         f"# The node's data path on the testbed\n\nCommand: `{first.get('command', '')}`\n\n"
         f"{first.get('peers', '?')} peers, each update {mib:g} MiB, every peer fetching every other's "
-        f"at once; star server {first.get('server_mbit', '?')} Mbit/s each way.\n\n"
+        f"at once; star server {first.get('server_mbit', '?')} Mbit/s each way; servers {sending}.\n\n"
         + markdown_table(header, rows)
         + "\n"
     )
@@ -203,7 +215,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mib", type=float, default=1.0)
-    parser.add_argument("--server-mbit", type=float, default=1000.0)
+    parser.add_argument("--server-mbit", type=float, default=40.0)
+    parser.add_argument(
+        "--upload-slots",
+        action="store_true",
+        help="each server sends at most its planned upload slots' worth of objects at once (a node does not)",
+    )
     args = parser.parse_args(argv)
     command = "python -m bcfl.experiments.node_path " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
@@ -213,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         repeats=args.repeats,
         mib=args.mib,
         server_mbit=args.server_mbit,
+        slotted=args.upload_slots,
         command=command,
     )
 

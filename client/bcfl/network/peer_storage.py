@@ -40,13 +40,14 @@ other peer the plan gives the object to before it, then the object's source.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -103,7 +104,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if payload is None:
                 self.wfile.write(f"NO {cid} not held\n".encode())
                 return
-            self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
+            with owner.upload_slot():
+                self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
         except (OSError, ValueError, StorageError):
             return  # the client sees a short or missing answer and routes around
 
@@ -131,14 +133,30 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 class ObjectServer:
     """Serves the objects `storage` holds to other peers over TCP, until `stop()`."""
 
-    def __init__(self, storage: Storage, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, storage: Storage, host: str = "127.0.0.1", port: int = 0, *, upload_slots: int | None = None
+    ) -> None:
+        """`upload_slots`: at most this many objects are sent at once, the rest wait their turn
+        (a relay then gets a whole object sooner than when every request shares the upload);
+        None: every request at once."""
+        if upload_slots is not None and upload_slots < 1:
+            raise ValueError(f"upload_slots must be >= 1 or None, got {upload_slots}")
         self.storage = storage
+        self._slots = threading.BoundedSemaphore(upload_slots) if upload_slots is not None else None
         self._server = _TCPServer((host, port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="bcfl-object-server", daemon=True
         )
         self.served = 0
         self.served_bytes = 0
+
+    @contextlib.contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        if self._slots is None:
+            yield
+            return
+        with self._slots:
+            yield
 
     @property
     def address(self) -> Address:

@@ -41,7 +41,8 @@ def _agent(config: Mapping[str, Any], node: int) -> None:
         for cid, peers in config["routes"].get(str(node), {}).items()
     }
     storage = PlannedStorage(store, routes, wait=float(config["timeout"]))
-    server = ObjectServer(storage, config["hosts"][str(node)], PORT).start()
+    slots = config["upload_slots"].get(str(node))
+    server = ObjectServer(storage, config["hosts"][str(node)], PORT, upload_slots=slots).start()
     print("READY", flush=True)
     start = float(sys.stdin.readline().split()[1])
     time.sleep(max(0.0, start - time.time()))
@@ -87,10 +88,12 @@ def run_store_path(
     work_dir: Path,
     *,
     relay_hops: int,
+    upload_slots: Mapping[int, int] | None = None,
     timeout: float = 120.0,
 ) -> dict[int, dict[str, Any]]:
     """On a built testbed: `objects` (CID -> (holder host, bytes)) start on their holders;
-    host h asks for CID c from the hosts `routes[h][c]`, in order. Every host runs an agent;
+    host h asks for CID c from the hosts `routes[h][c]`, in order, and sends at most
+    `upload_slots[h]` objects at once (default: no limit). Every host runs an agent;
     returns each receiver's report (completion s, arrivals, errors) and every host's bytes
     served (`served_bytes`; a host that received nothing has only that)."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +113,7 @@ def run_store_path(
             for h, by_cid in routes.items()
         },
         "relay_hops": relay_hops,
+        "upload_slots": {str(h): n for h, n in (upload_slots or {}).items()},
         "timeout": timeout,
     }
     cfg = work_dir / "store-agents.json"
