@@ -17,6 +17,7 @@ from bcfl.audit.checks import audit_federation
 from bcfl.chain.federation import RoundStatus
 from bcfl.errors import BcflError
 from bcfl.network.hosts import OBJECT_PORT, TestbedHosts
+from bcfl.network.paths import slot_counts
 from bcfl.network.testbed import Testbed, available
 from bcfl.node.p2p import load_peers_file
 from bcfl.orchestrate import LocalFederation
@@ -55,11 +56,14 @@ def test_peers_on_separate_hosts_exchange_updates_over_shaped_links(tmp_path: Pa
             assert entry.upload == pytest.approx(UPLOAD_MBIT[p.index] * MBIT)
             assert entry.download == pytest.approx(4 * UPLOAD_MBIT[p.index] * MBIT)
     own = {f"{testbed.addresses[i]}:{OBJECT_PORT}": i for i in range(len(testbed.hosts))}
+    slots = slot_counts(peers.topology())[0]
+    assert slots[3] > slots[0]  # the 64 Mbit/s host sends more objects at once than the 8 Mbit/s one
     fetched = 0
     for p in fed.processes:
         events = fed.events(p.index)
         serving = [e for e in events if e.get("event") == "p2p_serving"]
         assert serving and serving[0]["port"] == OBJECT_PORT
+        assert serving[0]["upload_slots"] == slots[p.index]  # as many at once as the plans assume
         for e in events:
             if e.get("event") == "peer_fetch":
                 assert own[e["peer"]] != p.index and e["bytes"] > 0  # across the switch, from another host

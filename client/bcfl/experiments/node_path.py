@@ -9,12 +9,13 @@ holds its update and fetches every other peer's, through the node's own `Planned
 - `star`: each object through a server host (the server fetches it from its source when first
   asked, then serves it to everyone), a star through one relay.
 With `--upload-slots` every server sends at most as many objects at once as the plan gives it
-upload slots, the rest of the requests waiting their turn (a node's server sends every request
-at once). The testbed's access links are drawn as the `paths` experiment's testbed draws them
-(`full_mesh(peers, seed, model=TESTBED_MODEL)`: the stated model scaled down, median 8 Mbit/s,
-so that the Python agents of 8-9 hosts on a 2-core machine are not CPU-bound), the server's at
-`--server-mbit`; the simulator gets the same rates on a full mesh with the testbed's small
-latency and the plan that matches each strategy (chunks = 1).
+upload slots, the rest of the requests waiting their turn, as a node's server does; without it
+every request is sent at once. The testbed's access links are drawn as the `paths`
+experiment's testbed draws them (`full_mesh(peers, seed, model=TESTBED_MODEL)`: the stated
+model scaled down, median 8 Mbit/s, so that the Python agents of 8-9 hosts on a 2-core machine
+are not CPU-bound), the server's at `--server-mbit`; the simulator gets the same rates on a
+full mesh with the testbed's small latency and the plan that matches each strategy
+(chunks = 1).
 
     python -m bcfl.experiments.node_path OUT_DIR [--peers 8] [--seeds 0,1] [--repeats 2]
         [--mib 1] [--server-mbit 40] [--upload-slots]
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--upload-slots",
         action="store_true",
-        help="each server sends at most its planned upload slots' worth of objects at once (a node does not)",
+        help="each server sends at most its planned upload slots' worth of objects at once (as a node does)",
     )
     args = parser.parse_args(argv)
     command = "python -m bcfl.experiments.node_path " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -157,7 +157,7 @@ def tree_plan(
 # ---------------------------------------------------------------- optimised swarming
 
 
-def _slot_counts(topo: Topology) -> tuple[dict[int, int], dict[int, int]]:
+def slot_counts(topo: Topology) -> tuple[dict[int, int], dict[int, int]]:
     """Upload and download slots per node from its capacity relative to its neighbours'."""
     up_slots: dict[int, int] = {}
     down_slots: dict[int, int] = {}
@@ -314,7 +314,7 @@ def swarm_plan(
         base = -(-spec.size // k[o])
         for c in range(k[o]):
             sizes[bit[(o, c)]] = min(base, spec.size - c * base)
-    up_slots, down_slots = _slot_counts(topo)
+    up_slots, down_slots = slot_counts(topo)
     sources = {spec.source for spec in problem.objects.values()}
     deadline = policy.order == "deadline"
     urgent = policy.order == "rates-deadline"

@@ -25,7 +25,8 @@ bounds them anyway.
 Wire protocol (one request per connection):
 
     request:  GET <cid> <file|dir> <wait_ms> [<hops>]\\n
-    response: OK <length>\\n<payload>   or   NO <reason>\\n
+    response: [WAIT\\n ...] OK <length>\\n<payload>   or   NO <reason>\\n
+              (WAIT once a second while the request waits for an upload slot)
 
     request:  PROBE <length>\\n           (link measurement, bcfl.network.probe)
     response: OK <length>\\n<length zero bytes>   (at most MAX_PROBE_BYTES)
@@ -74,6 +75,7 @@ class Route:
 RouteLike = Route | Sequence[Address]
 Routes = Mapping[str, RouteLike] | Callable[[str], RouteLike]
 _LINE_LIMIT = 64 * 1024
+KEEPALIVE_S = 1.0  # how often a queued request hears WAIT from the server
 MAX_PROBE_BYTES = 64 << 20  # a probe long enough to measure a fast link, short of a flood
 _T = TypeVar("_T")
 
@@ -104,7 +106,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if payload is None:
                 self.wfile.write(f"NO {cid} not held\n".encode())
                 return
-            with owner.upload_slot():
+            with owner.upload_slot(keepalive=lambda: self.wfile.write(b"WAIT\n")):
                 self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
         except (OSError, ValueError, StorageError):
             return  # the client sees a short or missing answer and routes around
@@ -151,12 +153,19 @@ class ObjectServer:
         self.served_bytes = 0
 
     @contextlib.contextmanager
-    def upload_slot(self) -> Iterator[None]:
+    def upload_slot(self, keepalive: Callable[[], object] | None = None) -> Iterator[None]:
+        """Hold one upload slot; while waiting for one, call `keepalive` every second (the
+        server tells the requester it is queued, so its read timeout does not run out)."""
         if self._slots is None:
             yield
             return
-        with self._slots:
+        while not self._slots.acquire(timeout=KEEPALIVE_S):
+            if keepalive is not None:
+                keepalive()
+        try:
             yield
+        finally:
+            self._slots.release()
 
     @property
     def address(self) -> Address:
@@ -235,7 +244,10 @@ def fetch_payload(
             sock.settimeout((timeout + wait) * (1 + hops))
             sock.sendall(f"GET {cid} {kind} {int(wait * 1000)}{relay}\n".encode("ascii"))
             reader = sock.makefile("rb")
-            status = reader.readline(_LINE_LIMIT).decode("ascii", "replace").split(maxsplit=1)
+            line = reader.readline(_LINE_LIMIT)
+            while line == b"WAIT\n":  # queued for an upload slot; each line restarts the timeout
+                line = reader.readline(_LINE_LIMIT)
+            status = line.decode("ascii", "replace").split(maxsplit=1)
             if len(status) != 2 or status[0] != "OK":
                 reason = status[1].strip() if len(status) == 2 else "no answer"
                 raise PeerFetchError(f"{where} did not serve {cid}: {reason}")

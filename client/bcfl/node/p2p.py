@@ -49,7 +49,7 @@ import networkx as nx
 from bcfl.chain.federation import Federation
 from bcfl.config import ConfigError, read_toml
 from bcfl.errors import BcflError
-from bcfl.network.paths import optimised_plan
+from bcfl.network.paths import optimised_plan, slot_counts
 from bcfl.network.peer_storage import ObjectServer, PlannedStorage, Route, routes_from_plan
 from bcfl.network.plan import ObjectSpec, Plan, Problem
 from bcfl.network.topology import MBIT, Topology
@@ -335,8 +335,11 @@ def start_p2p_storage(
         raise PeersFileError(f"peers file {peers_file}: this peer {address} is not one of its [[peer]]s")
     storage = PlannedStorage(inner, ChainRoutes(fed, peers, me), wait=0.0)
     bind = parse_server(listen, "listen") if listen else peers.peers[me].server
+    # As many objects at once as the plans give this peer upload slots: a relay gets a whole
+    # object sooner than when every request shares the upload (docs/network.md, node path).
+    slots = slot_counts(peers.topology())[0][me]
     try:
-        server = ObjectServer(storage, bind.host, bind.port).start()
+        server = ObjectServer(storage, bind.host, bind.port, upload_slots=slots).start()
     except OSError as exc:
         raise BcflError(f"cannot serve objects on {bind.host}:{bind.port}: {exc}") from exc
     log.info(
@@ -345,6 +348,6 @@ def start_p2p_storage(
         server.address.port,
         len(peers.peers),
         peers_file,
-        extra={"event": "p2p_serving", "port": server.address.port},
+        extra={"event": "p2p_serving", "port": server.address.port, "upload_slots": slots},
     )
     return storage, server
