@@ -136,16 +136,16 @@ def test_upload_slots_hold_further_objects_until_one_is_sent(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="upload_slots"):
         ObjectServer(store, upload_slots=0)
     with ObjectServer(store, upload_slots=1) as server:
-        # The requester's read timeout (1.5 s) is shorter than its wait: the server's WAIT lines
+        # The requester's read timeout (2.5 s) is shorter than its wait: the server's WAIT lines
         # (one a second) keep the request alive until the slot frees.
         reader = PlannedStorage(
-            EmbeddedStorage(tmp_path / "peer1"), {cid: [server.address]}, wait=0.0, connect_timeout=1.5
+            EmbeddedStorage(tmp_path / "peer1"), {cid: [server.address]}, wait=0.0, connect_timeout=2.5
         )
         got: list[bytes] = []
         with server.upload_slot():  # the only slot is taken: the request waits its turn
             fetching = threading.Thread(target=lambda: got.append(reader.get(cid)))
             fetching.start()
-            fetching.join(timeout=3.5)
+            fetching.join(timeout=5.0)
             assert fetching.is_alive() and not got
         fetching.join(timeout=10)
         assert got and len(got[0]) == 10_000 and server.served == 1
