@@ -120,8 +120,13 @@ class Forwarder:
                 return  # closed
             try:
                 upstream = netns_socket(self.target_ns)
+            except ForwardError:
+                client.close()
+                continue
+            try:
                 upstream.connect((self.target.host, self.target.port))
-            except (OSError, ForwardError):
+            except OSError:
+                upstream.close()
                 client.close()  # the client sees a reset, as it would from a dead service
                 continue
             with self._lock:
