@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -60,14 +61,21 @@ def demo(
     with contextlib.ExitStack() as stack:
         hosts = None
         if testbed:
+            from bcfl.cli.peers import measure_testbed
             from bcfl.network.hosts import TestbedHosts, drawn_testbed
 
             bed = stack.enter_context(drawn_testbed(peers, seed=0))
-            hosts = TestbedHosts(bed)
-            links = ", ".join(
+            shaped = ", ".join(
                 f"{u * 8 / 1e6:.0f}/{d * 8 / 1e6:.0f}" for u, d in zip(bed.ups, bed.downs, strict=True)
             )
-            err_console.print(f"testbed hosts {bed.addresses[0]}..; up/down Mbit/s per peer: {links}")
+            err_console.print(f"testbed hosts {bed.addresses[0]}..; shaped up/down Mbit/s per peer: {shaped}")
+            probes = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bcfl-probes-")))
+            measured = measure_testbed(bed, probes)
+            err_console.print(
+                "probed up/down Mbit/s (what the peers plan with): "
+                + ", ".join(f"{u:.0f}/{d:.0f}" for u, d in measured)
+            )
+            hosts = TestbedHosts(bed, measured)
         fed = stack.enter_context(LocalFederation(spec, hosts))
         assert fed.federation is not None and fed.devnet is not None
         err_console.print(

@@ -11,11 +11,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bcfl.cli.common import err_console
+
+if TYPE_CHECKING:
+    from bcfl.network.testbed import Testbed
 
 peers_app = typer.Typer(
     help="Measure the links between peers (probe reports -> peers file).", no_args_is_help=True
@@ -108,6 +111,51 @@ def merge(
     write_peers_file(out, {p.address: p.server for p in peers.peers}, rates, latency)
     load_peers_file(out)  # what was written reads back
     err_console.print(f"measured peers file -> {out}", highlight=False)
+
+
+def measure_testbed(
+    bed: Testbed, workdir: Path, *, probe_kib: int = 256, repeats: int = 2
+) -> list[tuple[float, float]]:
+    """Each testbed host's (upload, download) in Mbit/s, as `bcfl peers serve` / `probe` / the
+    merge rules measure them from inside the hosts, one host probing at a time."""
+    import subprocess
+    import sys
+
+    from bcfl.network.hosts import OBJECT_PORT
+    from bcfl.network.probe import ProbeError, load_report, merge_reports
+    from bcfl.network.transfer import Address
+    from bcfl.node.p2p import write_peers_file
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = [f"0x{i + 1:040x}" for i in range(len(bed.hosts))]  # placeholders: no chain needed
+    shared = workdir / "probe-peers.toml"
+    write_peers_file(shared, {a: Address(bed.addresses[i], OBJECT_PORT) for i, a in enumerate(names)})
+    cli = [sys.executable, "-m", "bcfl.cli.app", "peers"]
+    servers = [
+        bed.popen(i, [*cli, "serve", "--peers-file", str(shared), "--address", a], stdout=subprocess.PIPE)
+        for i, a in enumerate(names)
+    ]
+    try:
+        for i, proc in enumerate(servers):
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"READY":
+                raise ProbeError(f"the probe server on testbed host {i} did not start")
+        reports = []
+        for i, a in enumerate(names):
+            out = workdir / f"probe-{i}.json"
+            args = ["probe", "--peers-file", str(shared), "--address", a, "--out", str(out)]
+            done = bed.run(
+                i, [*cli, *args, "--probe-kib", str(probe_kib), "--repeats", str(repeats)], timeout=300
+            )
+            if done.returncode != 0:
+                raise ProbeError(f"probing from testbed host {i} failed: {done.stderr.strip()[-500:]}")
+            reports.append(load_report(out))
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait(timeout=10)
+    measured = merge_reports(reports)
+    return [(measured.upload[a] * 8 / 1e6, measured.download[a] * 8 / 1e6) for a in names]
 
 
 def register(app: typer.Typer) -> None:

@@ -78,8 +78,13 @@ class TestbedHosts:
 
     __test__ = False  # not a pytest test class despite its name
 
-    def __init__(self, testbed: Testbed) -> None:
+    def __init__(self, testbed: Testbed, measured_mbit: Sequence[tuple[float, float]] | None = None) -> None:
+        """`measured_mbit`: each host's (upload, download) as probed (`bcfl peers probe`), written
+        into the peers file instead of the rates the testbed was shaped to."""
+        if measured_mbit is not None and len(measured_mbit) != len(testbed.hosts):
+            raise TestbedError(f"{len(measured_mbit)} measured hosts for a testbed of {len(testbed.hosts)}")
         self.testbed = testbed
+        self.measured_mbit = list(measured_mbit) if measured_mbit is not None else None
         self._forwarders: list[Forwarder] = []
         self._reach: dict[int, Address] = {}
 
@@ -97,6 +102,8 @@ class TestbedHosts:
 
     def rates_mbit(self, index: int) -> tuple[float, float]:
         self._host(index)
+        if self.measured_mbit is not None:
+            return self.measured_mbit[index]
         return self.testbed.ups[index] * 8 / 1e6, self.testbed.downs[index] * 8 / 1e6
 
     def reach_chain(self, rpc: Address) -> None:
