@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bcfl.network.hosts import OBJECT_PORT, LoopbackHosts, TestbedHosts
 from bcfl.network import testbed
+from bcfl.network.hosts import OBJECT_PORT, LoopbackHosts, TestbedHosts
 from bcfl.network.testbed import Testbed
 
 MBIT = 1e6 / 8
