@@ -99,3 +99,26 @@ def test_a_report_that_is_not_one_is_named(tmp_path: Path) -> None:
     bad.write_text("[1, 2]")
     with pytest.raises(ProbeError, match="not a probe report"):
         load_report(bad)
+
+
+def test_a_peer_that_cannot_be_reached_is_reported_not_fatal(tmp_path: Path) -> None:
+    from bcfl.chain.devnet import free_port
+    from bcfl.network.peer_storage import ObjectServer
+    from bcfl.network.probe import probe_peers
+    from bcfl.storage.embedded import EmbeddedStorage
+
+    dead = Address("127.0.0.1", free_port())  # nothing listens there
+    with ObjectServer(EmbeddedStorage(tmp_path / "store")) as live:
+        servers = {PEERS[0]: Address("127.0.0.1", 1), PEERS[1]: live.address, PEERS[2]: dead}
+        report = probe_peers(PEERS[0], servers, probe_bytes=64 * 1024, repeats=1, timeout=5)
+        assert set(report.pairs) == {PEERS[1]} and report.pairs[PEERS[1]].rate > 0
+        assert set(report.unreachable) == {PEERS[2]} and "cannot reach" in report.unreachable[PEERS[2]]
+        assert load_report_roundtrip(report, tmp_path).unreachable == report.unreachable
+    with pytest.raises(ProbeError, match="no other peer could be measured"):
+        probe_peers(PEERS[0], {PEERS[0]: dead, PEERS[2]: dead}, probe_bytes=1024, repeats=1, timeout=5)
+
+
+def load_report_roundtrip(report: ProbeReport, tmp_path: Path) -> ProbeReport:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report.to_json()))
+    return load_report(path)

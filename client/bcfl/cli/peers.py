@@ -78,6 +78,8 @@ def probe(
         err_console.print(
             f"{peer}: {s.rate * 8 / 1e6:8.1f} Mbit/s, {s.latency_s * 1000:6.2f} ms", highlight=False
         )
+    for peer, why in sorted(report.unreachable.items()):
+        err_console.print(f"{peer}: not measured: {why}", highlight=False)
     err_console.print(
         f"download, all at once: {report.download * 8 / 1e6:.1f} Mbit/s -> {out}", highlight=False
     )

@@ -80,9 +80,10 @@ class ProbeReport:
 
     peer: str
     pairs: Mapping[str, LinkSample]
-    download: float  # bytes/s, all other peers at once
+    download: float  # bytes/s, all other reachable peers at once
     probe_bytes: int
     taken_at: float = field(default_factory=time.time)
+    unreachable: Mapping[str, str] = field(default_factory=dict)  # peer -> why it was not measured
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +92,7 @@ class ProbeReport:
             "download": self.download,
             "probe_bytes": self.probe_bytes,
             "taken_at": self.taken_at,
+            "unreachable": dict(sorted(self.unreachable.items())),
         }
 
     @staticmethod
@@ -105,6 +107,7 @@ class ProbeReport:
                 float(doc["download"]),
                 int(doc["probe_bytes"]),
                 float(doc["taken_at"]),
+                {str(k): str(v) for k, v in doc.get("unreachable", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProbeError(f"{where}: not a probe report ({type(exc).__name__}: {exc})") from exc
@@ -122,22 +125,30 @@ def probe_peers(
     repeats: int = 3,
     timeout: float = 60.0,
 ) -> ProbeReport:
-    """Measure every other peer's link to this one (median of `repeats`), then all at once."""
+    """Measure every other peer's link to this one (median of `repeats`), then all at once. A
+    peer that cannot be measured is listed in `unreachable` with the reason; none reachable is
+    an error."""
     if repeats < 1 or probe_bytes < 1:
         raise ProbeError(f"a probe needs repeats >= 1 and bytes >= 1, got {repeats} and {probe_bytes}")
     others = {a: s for a, s in servers.items() if a.lower() != me.lower()}
     if not others:
         raise ProbeError("there is no other peer to measure")
     pairs = {}
+    unreachable = {}
     for peer, server in sorted(others.items()):
-        samples = [_fetch(server, probe_bytes, timeout) for _ in range(repeats)]
+        try:
+            samples = [_fetch(server, probe_bytes, timeout) for _ in range(repeats)]
+        except ProbeError as exc:
+            unreachable[peer] = str(exc)
+            continue
         pairs[peer] = LinkSample(
             statistics.median(s.latency_s for s in samples), statistics.median(s.rate for s in samples)
         )
-    download = statistics.median(
-        _all_at_once(list(others.values()), probe_bytes, timeout) for _ in range(repeats)
-    )
-    return ProbeReport(me, pairs, download, probe_bytes)
+    if not pairs:
+        raise ProbeError(f"no other peer could be measured: {'; '.join(unreachable.values())}")
+    reachable = [others[p] for p in pairs]
+    download = statistics.median(_all_at_once(reachable, probe_bytes, timeout) for _ in range(repeats))
+    return ProbeReport(me, pairs, download, probe_bytes, unreachable=unreachable)
 
 
 def _all_at_once(servers: Sequence[Address], probe_bytes: int, timeout: float) -> float:
