@@ -121,6 +121,12 @@ class LocalFederation:
 
     def start(self) -> None:
         spec = self.spec
+        if spec.storage not in ("embedded", "ipfs", "p2p"):
+            raise BcflError(f"storage {spec.storage!r} is not one of embedded, ipfs, p2p")
+        if spec.storage != "p2p" and not isinstance(self.hosts, LoopbackHosts):
+            raise BcflError(
+                f"storage {spec.storage!r} keeps objects on this host: peers on other hosts need p2p"
+            )
         if spec.workdir.exists():
             shutil.rmtree(spec.workdir)
         spec.workdir.mkdir(parents=True)
@@ -163,10 +169,6 @@ class LocalFederation:
 
     def _start_storage(self) -> None:
         storage = self.spec.storage
-        if storage not in ("embedded", "ipfs", "p2p"):
-            raise BcflError(f"storage {storage!r} is not one of embedded, ipfs, p2p")
-        if storage != "p2p" and not isinstance(self.hosts, LoopbackHosts):
-            raise BcflError(f"storage {storage!r} keeps objects on this host: peers on other hosts need p2p")
         if storage == "ipfs":
             import bcfl.storage.ipfs_daemons as ipfs_daemons
 
