@@ -49,6 +49,26 @@ def test_init_adapter_is_seeded_and_changes_nothing(tiny: BaseModel) -> None:
         assert torch.equal(peft_model(input_ids=ids).logits, plain)  # B = 0
 
 
+def test_svd_start_takes_the_layers_top_singular_directions(tiny: BaseModel) -> None:
+    state = init_adapter(tiny, SPEC, 0, a_init="svd")
+    assert list(state.tensors) == list(expected_shapes(tiny, SPEC))
+    linear = dict(tiny.model.named_modules())
+    for key, a in state.tensors.items():
+        if ".lora_B." in key:
+            assert not a.any()  # the start changes nothing
+            continue
+        module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+        w = linear[module].weight.detach().double()
+        rows = a.double() * 3**0.5
+        assert torch.allclose(rows @ rows.T, torch.eye(SPEC.rank, dtype=torch.float64), atol=1e-5)
+        # ||W v|| for each row v is the layer's largest singular values, in order.
+        gains = torch.linalg.norm(w @ rows.T, dim=0)
+        top = torch.linalg.svdvals(w)[: SPEC.rank]
+        assert torch.allclose(gains, top, rtol=1e-4)
+    with pytest.raises(ValueError, match="a_init must be one of random, svd"):
+        init_adapter(tiny, SPEC, 0, a_init="pissa")
+
+
 def test_files_are_byte_deterministic_and_round_trip(tiny: BaseModel) -> None:
     state = _trained_like(tiny)
     files = to_files(state)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 
 from bcfl.experiments.results import ResultLog, markdown_table
-from bcfl.learning.adapter import AdapterState, LoraSpec, applied, init_adapter
+from bcfl.learning.adapter import A_INITS, AdapterState, LoraSpec, applied, init_adapter
 from bcfl.learning.aggregate import WeightedUpdate, aggregate, server_step
 from bcfl.learning.compress import CompressionConfig, report
 from bcfl.learning.data import Example, SplitConfig, load_splits
@@ -123,12 +123,13 @@ def federated(
     scheme: LoraScheme | Literal["alternating"],
     seed: int,
     compression: CompressionConfig | None = None,
+    a_init: str = "random",
 ) -> FederatedRun:
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
     (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
     trains B in odd rounds and A in even ones, each round's average exact."""
     spec = LoraSpec(rank=8, alpha=16)
-    global_state = init_adapter(base, spec, seed=0)
+    global_state = init_adapter(base, spec, seed=0, a_init=a_init)
     curve: list[tuple[int, float]] = []
     wire: list[int] = []
     raw: list[int] = []
@@ -180,6 +181,7 @@ def run(
     methods: Sequence[str] = METHODS,
     rounds: int | None = None,
     server_lr: float = 1.0,
+    a_init: str = "random",
 ) -> None:
     """Run the experiment's `methods` and write results.jsonl, table.md and PNG plots to
     `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds;
@@ -202,6 +204,7 @@ def run(
         + (f" --methods {','.join(methods)}" if tuple(methods) != METHODS else "")
         + (f" --rounds {rounds}" if rounds is not None else "")
         + (f" --server-lr {server_lr:g}" if server_lr != 1.0 else "")
+        + (f" --a-init {a_init}" if a_init != "random" else "")
     )
     log = ResultLog(out_dir, command=command)
     started = time.monotonic()
@@ -219,6 +222,7 @@ def run(
         "setup": asdict(setup),
         "eval_examples": n_eval,
         "split": "pooled de-duplicated stratified 70/10/20 (leak-free), test",
+        "a_init": a_init,
     }
     rows: list[list[Any]] = []
 
@@ -259,7 +263,12 @@ def run(
     )
     for method, name, scheme in centrals:
         if method in methods:
-            central = train(base, None, splits.train, _train_cfg(setup, scheme, setup.total_steps, seed))
+            start = (
+                None
+                if a_init == "random"
+                else init_adapter(base, LoraSpec(rank=8, alpha=16), 0, a_init=a_init)
+            )
+            central = train(base, start, splits.train, _train_cfg(setup, scheme, setup.total_steps, seed))
             record(
                 name,
                 _eval(base, central.state, test, n_eval, setup),
@@ -279,7 +288,7 @@ def run(
     for method, name, fed_scheme, comp in runs:
         if method not in methods:
             continue
-        fed = federated(base, shards, test, setup, fed_scheme, seed, comp)
+        fed = federated(base, shards, test, setup, fed_scheme, seed, comp, a_init=a_init)
         result = _eval(base, fed.state, test, n_eval, setup)
         extra: dict[str, Any] = {
             "steps": setup.total_steps,
@@ -520,9 +529,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset to run")
     parser.add_argument("--rounds", type=int, help="federated rounds (same total steps; default per setup)")
     parser.add_argument("--server-lr", type=float, default=1.0, help="scale of each round's averaged change")
+    parser.add_argument(
+        "--a-init",
+        choices=A_INITS,
+        default="random",
+        help="the shared starting A (random, or the base's top singular directions)",
+    )
     a = parser.parse_args(args)
     methods = a.methods.split(",")
-    run(a.out, quick=a.quick, seed=a.seed, methods=methods, rounds=a.rounds, server_lr=a.server_lr)
+    run(
+        a.out,
+        quick=a.quick,
+        seed=a.seed,
+        methods=methods,
+        rounds=a.rounds,
+        server_lr=a.server_lr,
+        a_init=a.a_init,
+    )
     return 0
 
 

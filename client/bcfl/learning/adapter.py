@@ -133,14 +133,33 @@ def expected_shapes(base: BaseModel, spec: LoraSpec) -> dict[str, tuple[int, ...
     return dict(sorted(shapes.items()))
 
 
-def init_adapter(base: BaseModel, spec: LoraSpec, seed: int) -> AdapterState:
-    """The shared starting adapter: A drawn from a seeded generator (PEFT's default
-    kaiming-uniform range, bound 1/sqrt(fan_in)), B zero, so the start changes nothing and
-    every peer that uses the same seed starts from the same bits."""
+A_INITS = ("random", "svd")
+
+
+def init_adapter(base: BaseModel, spec: LoraSpec, seed: int, *, a_init: str = "random") -> AdapterState:
+    """The shared starting adapter, B zero, so the start changes nothing. A is drawn from a
+    seeded generator (`random`: PEFT's default kaiming-uniform range, bound 1/sqrt(fan_in)), so
+    every peer that uses the same seed starts from the same bits; or (`svd`) A's rows are the
+    top-r right singular vectors of the base layer's weight, the directions the layer responds
+    to most, scaled to the random rows' expected norm (1/sqrt(3)). A frozen A (the exact
+    scheme) keeps its rows for the whole federation, which is why their choice matters. The
+    `svd` start is computed once (e.g. into the genesis adapter); LAPACK builds may differ in
+    the last bits, so peers take it from that file, not by recomputing it."""
+    if a_init not in A_INITS:
+        raise ValueError(f"a_init must be one of {', '.join(A_INITS)}, got {a_init!r}")
     gen = torch.Generator().manual_seed(seed)
+    weights = (
+        {key_a(n): m.weight for n, m in base.model.named_modules() if isinstance(m, torch.nn.Linear)}
+        if a_init == "svd"
+        else {}
+    )
     tensors: dict[str, torch.Tensor] = {}
     for key, shape in expected_shapes(base, spec).items():
-        if ".lora_A." in key:
+        if ".lora_A." in key and a_init == "svd":
+            w = weights[key].detach().to(torch.float64)
+            _, _, vh = torch.linalg.svd(w, full_matrices=False)
+            tensors[key] = (vh[: shape[0]] / math.sqrt(3.0)).to(torch.float32).contiguous()
+        elif ".lora_A." in key:
             bound = 1.0 / math.sqrt(shape[1])
             tensors[key] = (torch.rand(shape, generator=gen, dtype=torch.float32) * 2 - 1) * bound
         else:
