@@ -17,7 +17,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,34 @@ def read_report_line(proc: subprocess.Popen[bytes], deadline: float, what: str) 
                 return line
 
 
+def start_agents(bed: Testbed, module: str, config: Path) -> list[subprocess.Popen[bytes]]:
+    """`python -m MODULE CONFIG HOST` on every testbed host, each started and READY."""
+    env = dict(os.environ, PYTHONPATH=str(Path(bcfl.__file__).resolve().parents[1]))
+    procs = [
+        bed.popen(
+            host,
+            [sys.executable, "-m", module, str(config), str(host)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for host in range(len(bed.hosts))
+    ]
+    deadline = time.time() + 60
+    for proc in procs:
+        read_report_line(proc, deadline, "READY")
+    return procs
+
+
+def go_together(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Tell every agent to start at one wall-clock time, half a second from now."""
+    start = time.time() + 0.5
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"GO {start}\n".encode())
+        proc.stdin.flush()
+
+
 def run_on_testbed(
     topo: Topology,
     plan: Plan,
@@ -124,25 +152,8 @@ def run_on_testbed(
         }
         cfg = work_dir / "agents.json"
         cfg.write_text(json.dumps(config))
-        env = dict(os.environ, PYTHONPATH=str(Path(bcfl.__file__).resolve().parents[1]))
-        procs = [
-            bed.popen(
-                n,
-                [sys.executable, "-m", "bcfl.network.agent", str(cfg), str(n)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-            )
-            for n in nodes
-        ]
-        deadline = time.time() + 60
-        for proc in procs:
-            read_report_line(proc, deadline, "READY")
-        start = time.time() + 0.5
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(f"GO {start}\n".encode())
-            proc.stdin.flush()
+        procs = start_agents(bed, "bcfl.network.agent", cfg)
+        go_together(procs)
         deadline = time.time() + timeout
         done: dict[int, float] = {}
         for n, proc in zip(nodes, procs, strict=True):

@@ -13,7 +13,6 @@ attesters fetch a round's updates), and reports when each arrived. Same stdio pr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -22,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import bcfl
-from bcfl.network.agent import read_report_line
+from bcfl.network.agent import go_together, read_report_line, start_agents
 from bcfl.network.peer_storage import ObjectServer, PlannedStorage, Route
 from bcfl.network.testbed import Testbed, TestbedError
 from bcfl.network.transfer import Address
@@ -118,26 +116,9 @@ def run_store_path(
     }
     cfg = work_dir / "store-agents.json"
     cfg.write_text(json.dumps(config))
-    env = dict(os.environ, PYTHONPATH=str(Path(bcfl.__file__).resolve().parents[1]))
-    procs = [
-        bed.popen(
-            h,
-            [sys.executable, "-m", "bcfl.network.store_agent", str(cfg), str(h)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        for h in hosts
-    ]
+    procs = start_agents(bed, "bcfl.network.store_agent", cfg)
     try:
-        deadline = time.time() + 60
-        for proc in procs:
-            read_report_line(proc, deadline, "READY")
-        start = time.time() + 0.5
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(f"GO {start}\n".encode())
-            proc.stdin.flush()
+        go_together(procs)
         deadline = time.time() + timeout
         reports = {}
         for h, proc in zip(hosts, procs, strict=True):
