@@ -18,24 +18,21 @@ from bcfl.chain.federation import RoundStatus
 from bcfl.errors import BcflError
 from bcfl.network.hosts import OBJECT_PORT, TestbedHosts
 from bcfl.network.paths import slot_counts
-from bcfl.network.testbed import Testbed, available
+from bcfl.network.testbed import Testbed
+from bcfl.network.topology import MBIT
 from bcfl.node.p2p import load_peers_file
 from bcfl.orchestrate import LocalFederation
 from tests.e2e.specs import tiny_spec
+from tests.testbeds import shaped_testbed
 
 pytestmark = pytest.mark.e2e
 
-MBIT = 1e6 / 8
 UPLOAD_MBIT = [8.0, 16.0, 32.0, 64.0]
 
 
 @pytest.fixture
 def testbed() -> Iterator[Testbed]:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"testbed cannot run here: {reason}")
-    with Testbed([u * MBIT for u in UPLOAD_MBIT], [4 * u * MBIT for u in UPLOAD_MBIT]) as tb:
-        yield tb
+    yield from shaped_testbed(UPLOAD_MBIT, [4 * u for u in UPLOAD_MBIT])
 
 
 def test_peers_on_separate_hosts_exchange_updates_over_shaped_links(tmp_path: Path, testbed: Testbed) -> None:

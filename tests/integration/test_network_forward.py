@@ -12,25 +12,21 @@ import pytest
 
 from bcfl.network.forward import Forwarder, ForwardError
 from bcfl.network.hosts import OBJECT_PORT, TestbedHosts
-from bcfl.network.testbed import Testbed, available
+from bcfl.network.testbed import Testbed
 from bcfl.network.transfer import Address
+from tests.testbeds import require_testbed, shaped_testbed
 
 pytestmark = pytest.mark.integration
-
-MBIT = 1e6 / 8
 
 
 @pytest.fixture(autouse=True)
 def need_root() -> None:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"testbed cannot run here: {reason}")
+    require_testbed()
 
 
 @pytest.fixture
 def testbed() -> Iterator[Testbed]:
-    with Testbed([20 * MBIT, 20 * MBIT], [80 * MBIT, 80 * MBIT]) as tb:
-        yield tb
+    yield from shaped_testbed([20, 20], [80, 80])
 
 
 def _echo_server() -> tuple[socket.socket, Address]:

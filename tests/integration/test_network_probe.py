@@ -12,24 +12,21 @@ import pytest
 
 from bcfl.network.hosts import OBJECT_PORT
 from bcfl.network.probe import LinkSample, ProbeError, ProbeReport, load_report, merge_reports
-from bcfl.network.testbed import Testbed, available
+from bcfl.network.testbed import Testbed
+from bcfl.network.topology import MBIT
 from bcfl.network.transfer import Address
 from bcfl.node.p2p import load_peers_file, write_peers_file
+from tests.testbeds import shaped_testbed
 
 pytestmark = pytest.mark.integration
 
-MBIT = 1e6 / 8
 UP_MBIT = [8.0, 16.0, 32.0]
 PEERS = [f"0x{i:040x}" for i in range(1, 4)]
 
 
 @pytest.fixture
 def testbed() -> Iterator[Testbed]:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"testbed cannot run here: {reason}")
-    with Testbed([u * MBIT for u in UP_MBIT], [4 * u * MBIT for u in UP_MBIT]) as tb:
-        yield tb
+    yield from shaped_testbed(UP_MBIT, [4 * u for u in UP_MBIT])
 
 
 def _cli(*args: str) -> list[str]:

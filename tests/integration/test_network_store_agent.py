@@ -9,21 +9,16 @@ from pathlib import Path
 import pytest
 
 from bcfl.network.store_agent import run_store_path
-from bcfl.network.testbed import Testbed, available
+from bcfl.network.testbed import Testbed
 from bcfl.storage.cid import cid_of_bytes
+from tests.testbeds import shaped_testbed
 
 pytestmark = pytest.mark.integration
-
-MBIT = 1e6 / 8
 
 
 @pytest.fixture
 def testbed() -> Iterator[Testbed]:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"testbed cannot run here: {reason}")
-    with Testbed([4 * MBIT, 40 * MBIT, 40 * MBIT], [80 * MBIT] * 3) as tb:
-        yield tb
+    yield from shaped_testbed([4, 40, 40], [80, 80, 80])
 
 
 def test_a_relay_serves_on_what_it_fetched_for_another_host(testbed: Testbed, tmp_path: Path) -> None:

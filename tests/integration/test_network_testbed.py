@@ -15,19 +15,16 @@ from bcfl.network.agent import run_on_testbed
 from bcfl.network.paths import tree_plan
 from bcfl.network.plan import broadcast
 from bcfl.network.simulator import simulate
-from bcfl.network.testbed import Testbed, _namespaces, available, cleanup_stale
-from bcfl.network.topology import uniform_mesh
+from bcfl.network.testbed import Testbed, _namespaces, cleanup_stale
+from bcfl.network.topology import MBIT, uniform_mesh
+from tests.testbeds import require_testbed
 
 pytestmark = pytest.mark.integration
-
-MBIT = 1e6 / 8
 
 
 @pytest.fixture(autouse=True)
 def need_root() -> None:
-    reason = available()
-    if reason is not None:
-        pytest.skip(f"testbed cannot run here: {reason}")
+    require_testbed()
 
 
 def test_three_hosts_shaped_transfer_matches_the_simulator(tmp_path: Path) -> None:
