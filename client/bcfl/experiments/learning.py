@@ -85,12 +85,15 @@ FULL = Setup(
 )
 
 
+LORA = LoraSpec(rank=8, alpha=16)  # every method's adapter
+
+
 def _train_cfg(setup: Setup, scheme: LoraScheme, steps: int, seed: int) -> TrainConfig:
     return TrainConfig(
         steps=steps,
         batch_size=setup.batch_size,
         learning_rate=setup.learning_rate,
-        lora=LoraSpec(rank=8, alpha=16),
+        lora=LORA,
         scheme=scheme,
         task=TaskConfig(setup.max_text_tokens),
         seed=seed,
@@ -128,8 +131,7 @@ def federated(
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
     (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
     trains B in odd rounds and A in even ones, each round's average exact."""
-    spec = LoraSpec(rank=8, alpha=16)
-    global_state = init_adapter(base, spec, seed=0, a_init=a_init)
+    global_state = init_adapter(base, LORA, seed=0, a_init=a_init)
     curve: list[tuple[int, float]] = []
     wire: list[int] = []
     raw: list[int] = []
@@ -263,12 +265,10 @@ def run(
     )
     for method, name, scheme in centrals:
         if method in methods:
-            start = (
-                None
-                if a_init == "random"
-                else init_adapter(base, LoraSpec(rank=8, alpha=16), 0, a_init=a_init)
-            )
-            central = train(base, start, splits.train, _train_cfg(setup, scheme, setup.total_steps, seed))
+            cfg = _train_cfg(setup, scheme, setup.total_steps, seed)
+            # train() itself starts from the random A of cfg.init_seed; another start is passed in
+            start = None if a_init == "random" else init_adapter(base, cfg.lora, cfg.init_seed, a_init=a_init)
+            central = train(base, start, splits.train, cfg)
             record(
                 name,
                 _eval(base, central.state, test, n_eval, setup),
