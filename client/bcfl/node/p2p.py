@@ -267,7 +267,7 @@ class ChainRoutes:
         self.me = me
         self.lookback = lookback
         self.planner = planner or (lambda topo, problem: optimised_plan(topo, problem, chunks=1))
-        self._topology = peers.topology()
+        self.topology = peers.topology()
         self._addresses = peers.addresses()
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
@@ -310,7 +310,7 @@ class ChainRoutes:
             cids[name] = cid
         if not objects:
             return
-        plan = self.planner(self._topology, Problem(objects, tuple(range(len(self.peers.peers)))))
+        plan = self.planner(self.topology, Problem(objects, tuple(range(len(self.peers.peers)))))
         routes = routes_from_plan(plan, self.me, cids, self._addresses, earlier_only=True)
         hops = len(self.peers.peers)
         for cid, route in routes.items():
@@ -333,11 +333,12 @@ def start_p2p_storage(
     me = peers.index_of(address)
     if me is None:
         raise PeersFileError(f"peers file {peers_file}: this peer {address} is not one of its [[peer]]s")
-    storage = PlannedStorage(inner, ChainRoutes(fed, peers, me), wait=0.0)
+    routes = ChainRoutes(fed, peers, me)
+    storage = PlannedStorage(inner, routes, wait=0.0)
     bind = parse_server(listen, "listen") if listen else peers.peers[me].server
     # As many objects at once as the plans give this peer upload slots: a relay gets a whole
     # object sooner than when every request shares the upload (docs/network.md, node path).
-    slots = slot_counts(peers.topology())[0][me]
+    slots = slot_counts(routes.topology)[0][me]
     try:
         server = ObjectServer(storage, bind.host, bind.port, upload_slots=slots).start()
     except OSError as exc:
