@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from bcfl.experiments.anomaly import (
     LoraTask,
     SweepConfig,
     attackers,
+    main,
     run,
     simulate,
     spread,
@@ -63,3 +66,37 @@ def test_spread_is_median_with_range() -> None:
     assert spread([0.9, 1.0, 0.95]) == "0.950 [0.900, 1.000]"
     assert spread([0.5, 0.5]) == "0.500"
     assert spread([None]) == "-"
+
+
+def _records(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def _cells(folder: Path) -> list[dict[str, Any]]:
+    timed = ("defence_s_per_round", "time")
+    return [{k: v for k, v in r.items() if k not in timed} for r in _records(folder) if "defence" in r]
+
+
+def test_seeds_in_parallel_processes_give_the_same_cells(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY, repeats=2, defences=("none", "pagerank"))
+    run(tmp_path / "serial", quick=True, config=cfg, jobs=1)
+    run(tmp_path / "parallel", quick=True, config=cfg, jobs=2)
+    serial = _cells(tmp_path / "serial")
+    assert {r["seed"] for r in serial} == {0, 1}
+    assert _cells(tmp_path / "parallel") == serial
+
+
+def test_command_line_overrides_reach_the_config_and_the_table(tmp_path: Path) -> None:
+    main([str(tmp_path), "--quick", "--model", "tiny", "--peers", "4", "--rounds", "1", "--repeats", "1",
+          "--fractions", "0.25", "--attacks", "sign-flip", "--defences", "none,median",
+          "--test-examples", "4"])  # fmt: skip
+    config = _records(tmp_path)[0]["config"]
+    assert (config["peers"], config["rounds"], config["fractions"], config["test_examples"]) == (
+        4,
+        1,
+        [0.25],
+        4,
+    )
+    table = (tmp_path / "table.md").read_text()
+    assert "`python -m bcfl.experiments.anomaly OUT --quick --model tiny --peers 4" in table
+    assert "| sign-flip | 1 (25%) | median |" in table

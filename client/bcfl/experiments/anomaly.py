@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -442,36 +443,59 @@ def vote_round(
 # -- the sweep ------------------------------------------------------------------------------
 
 
-def run(out_dir: Path, *, quick: bool, seed: int = 0, config: SweepConfig | None = None) -> None:
-    """Run the sweep; write results.jsonl, table.md and one PNG per attacker fraction."""
-    from bcfl.learning.model import load_base
+def run_seed(
+    cfg: SweepConfig, seed: int
+) -> tuple[dict[tuple[str, float, str], dict[str, Any]], dict[str, float]]:
+    """Every cell of one seed: (attack, fraction, defence) -> measurements, and the timings."""
+    task = LoraTask(cfg, seed)
+    settings = [("none", 0.0)] + [(a, f) for a in cfg.attacks for f in cfg.fractions]
+    cells = {
+        (attack, fraction, defence): simulate(task, attack, fraction, defence)
+        for attack, fraction in settings
+        for defence in cfg.defences
+    }
+    free = cells[("none", 0.0, "none" if "none" in cfg.defences else cfg.defences[0])]
+    for m in cells.values():
+        m["attack_free_accuracy"] = free["accuracy"]
+        m["attack_free_test_loss"] = free["test_loss"]
+    return cells, dict(task.timings)
 
+
+def run(
+    out_dir: Path,
+    *,
+    quick: bool,
+    seed: int = 0,
+    config: SweepConfig | None = None,
+    jobs: int = 1,
+    command: str | None = None,
+) -> None:
+    """Run the sweep (seeds in `jobs` processes); write results.jsonl, table.md and one PNG per
+    attacker fraction."""
     cfg = config or (QUICK if quick else FULL)
-    command = f"python -m bcfl.experiments.anomaly OUT{' --quick' if quick else ''} --seed {seed}"
+    command = command or f"python -m bcfl.experiments.anomaly OUT{' --quick' if quick else ''} --seed {seed}"
     log = ResultLog(out_dir, command=command)
     started = time.perf_counter()
-    base = load_base(cfg.model)
+    seeds = [seed + rep for rep in range(cfg.repeats)]
+    if jobs > 1 and len(seeds) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+            per_seed = list(pool.map(run_seed, [cfg] * len(seeds), seeds))
+    else:
+        per_seed = [run_seed(cfg, s) for s in seeds]
     cells: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
-    settings = [("none", 0.0)] + [(a, f) for a in cfg.attacks for f in cfg.fractions]
-    for rep in range(cfg.repeats):
-        task = LoraTask(cfg, seed + rep, base=base)
-        for attack, fraction in settings:
-            for defence in cfg.defences:
-                m = simulate(task, attack, fraction, defence)
-                cells.setdefault((attack, fraction, defence), []).append(m)
-        free = cells[("none", 0.0, "none")][rep]
-        for (attack, fraction, defence), runs in cells.items():
-            m = runs[rep]
-            m["attack_free_accuracy"] = free["accuracy"]
-            m["attack_free_test_loss"] = free["test_loss"]
+    for s, (seed_cells, timings) in zip(seeds, per_seed, strict=True):
+        for (attack, fraction, defence), m in seed_cells.items():
+            cells.setdefault((attack, fraction, defence), []).append(m)
             log.append(
                 {
-                    "experiment": "anomaly", "task": task_label(cfg), "seed": seed + rep,
+                    "experiment": "anomaly", "task": task_label(cfg), "seed": s,
                     "attack": attack, "fraction": fraction, "defence": defence,
                     "config": asdict(cfg), **m,
                 }
             )  # fmt: skip
-        log.append({"experiment": "anomaly", "seed": seed + rep, "timings": dict(task.timings)})
+        log.append({"experiment": "anomaly", "seed": s, "timings": timings})
     elapsed = time.perf_counter() - started
     rows = summary_rows(cells)
     table = markdown_table(SUMMARY_HEADER, rows)
@@ -580,13 +604,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--defences", help="comma-separated subset of the defences (default: all)")
     parser.add_argument("--attacks", help="comma-separated subset of the attacks (default: all)")
+    parser.add_argument("--model", help="base model: tiny, smollm2 or a folder (default: the preset's)")
+    parser.add_argument("--peers", type=int)
+    parser.add_argument("--rounds", type=int, help="attacked rounds")
+    parser.add_argument("--repeats", type=int, help="seeds per cell")
+    parser.add_argument("--fractions", help="comma-separated attacker fractions, e.g. 0.1,0.3")
+    parser.add_argument("--test-examples", type=int, help="test descriptions behind the final accuracy")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    if args.defences:
-        cfg = replace(cfg, defences=tuple(args.defences.split(",")))
-    if args.attacks:
-        cfg = replace(cfg, attacks=tuple(args.attacks.split(",")))
-    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg)
+    overrides: dict[str, Any] = {
+        "defences": tuple(args.defences.split(",")) if args.defences else None,
+        "attacks": tuple(args.attacks.split(",")) if args.attacks else None,
+        "fractions": tuple(float(f) for f in args.fractions.split(",")) if args.fractions else None,
+        "model": args.model,
+        "peers": args.peers,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "test_examples": args.test_examples,
+    }
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(
+        ["python -m bcfl.experiments.anomaly", *("OUT" if a == str(args.out_dir) else a for a in given)]
+    )
+    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg, jobs=args.jobs, command=command)
 
 
 if __name__ == "__main__":
