@@ -94,14 +94,20 @@ def decide_from(
     fetched: Sequence[FetchedVotes],
     *,
     server: bool = False,
+    k: int | None = None,
 ) -> RoundDecision:
     """The pure part: scores, gate and commitments from already-fetched inputs (`server`: the
-    federation's result mode is Server, whose aggregator votes on every update)."""
+    federation's result mode is Server, whose aggregator votes on every update; `k`: votes per
+    voter, the protocol's `votes_per_peer` unless an experiment replays another)."""
     by_peer = {s.peer: s for s in submissions}
     cids = {s.peer: s.cid for s in submissions}
     files = {v.commit.voter: v.data for v in fetched if v.data is not None}
     valid, rejected = check_vote_files(
-        files, round=round_id, submissions=cids, seed=seed, k=votes_per_peer(len(submissions), server=server)
+        files,
+        round=round_id,
+        submissions=cids,
+        seed=seed,
+        k=votes_per_peer(len(submissions), server=server) if k is None else k,
     )
     for v in fetched:
         if v.data is None and not v.unavailable:

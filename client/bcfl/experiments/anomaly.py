@@ -394,30 +394,52 @@ def vote_round(
 ) -> Any:
     """The node's path for one round: assignments, vote files (canonical bytes), and the
     outcome recomputed by `bcfl.outcome.decide_from` from those bytes alone."""
+    from bcfl.trust.assignment import assignment_table
+
+    peers = sorted(vectors, key=str.lower)
+    seed = f"bcfl/anomaly/{task.seed}/{rnd}".encode()
+    assignment = assignment_table(seed, peers, peers, round_k(len(peers)))
+    honest = [(v, voter) for v, voter in enumerate(peers) if voter not in ring]
+    requests = [
+        (model, v) for v, voter in honest for model in [b] + [b + vectors[a] for a in assignment[voter]]
+    ]
+    flat = iter(task.losses(requests))
+    losses = {voter: [next(flat) for _ in range(len(assignment[voter]) + 1)] for _, voter in honest}
+    samples = {a: len(task.shards[i].train) for i, a in enumerate(peers)}
+    cids = {a: "bafy" + _digest(vectors[a])[:40] for a in peers}
+    return decide_votes(rnd, seed, task.cfg, cids, samples, reputation, assignment, losses, ring)
+
+
+def round_k(peers: int, k: int | None = None) -> int:
+    """Votes per peer: the protocol's (`bcfl.outcome.votes_per_peer`) unless `k` is given."""
+    from bcfl.outcome import votes_per_peer
+
+    return votes_per_peer(peers) if k is None else max(0, min(k, peers - 1))
+
+
+def decide_votes(
+    rnd: int,
+    seed: bytes,
+    cfg: SweepConfig,
+    cids: dict[str, str],
+    samples: dict[str, int],
+    reputation: dict[str, int],
+    assignment: dict[str, list[str]],
+    losses: dict[str, list[float]],
+    ring: set[str],
+) -> Any:
+    """A round's outcome from its evaluations: `losses[voter]` is the voter's base loss then
+    the loss of each update it is assigned (colluders in `ring` evaluate nothing). Vote files
+    are written with the protocol's rule and `decide_from` recomputes everything from them."""
     from bcfl.chain.federation import Submission, VoteCommit
-    from bcfl.outcome import FetchedVotes, decide_from, votes_per_peer
-    from bcfl.trust.assignment import assign_evaluations
+    from bcfl.outcome import FetchedVotes, decide_from
     from bcfl.trust.attacks import ring_votes
     from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
 
-    cfg = task.cfg
-    peers = sorted(vectors, key=str.lower)
-    cids = {a: "bafy" + _digest(vectors[a])[:40] for a in peers}
-    seed = f"bcfl/anomaly/{task.seed}/{rnd}".encode()
-    k = votes_per_peer(len(peers))
+    peers = sorted(cids, key=str.lower)
     subs = [
-        Submission(rnd, a, cids[a], bytes(32), len(task.shards[peers.index(a)].train), rnd - 1,
-                   reputation[a], 0, "0x", 0)
-        for a in peers
-    ]  # fmt: skip
-    assignment = {voter: assign_evaluations(seed, voter, peers, k) for voter in peers}
-    requests = [
-        (model, v_index)
-        for v_index, voter in enumerate(peers)
-        if voter not in ring
-        for model in [b] + [b + vectors[a] for a in assignment[voter]]
+        Submission(rnd, a, cids[a], bytes(32), samples[a], rnd - 1, reputation[a], 0, "0x", 0) for a in peers
     ]
-    all_losses = iter(task.losses(requests))
     fetched = []
     for voter in peers:
         assigned = assignment[voter]
@@ -425,19 +447,20 @@ def vote_round(
             votes = ring_votes({a: cids[a] for a in assigned}, ring)
             base = Metrics(1.0)
         else:
-            losses = [next(all_losses) for _ in range(len(assigned) + 1)]
-            base = Metrics(losses[0])
-            values = vote_values(losses[0], losses[1:], scale=cfg.vote_scale, tolerance=cfg.vote_tolerance)
+            base_loss, *evaluated = losses[voter]
+            base = Metrics(base_loss)
+            values = vote_values(base_loss, evaluated, scale=cfg.vote_scale, tolerance=cfg.vote_tolerance)
             votes = [
                 Vote(a, cids[a], value, Metrics(loss))
-                for a, value, loss in zip(assigned, values, losses[1:], strict=True)
+                for a, value, loss in zip(assigned, values, evaluated, strict=True)
             ]
         data = encode_votes(
             VoteFile(round=rnd, voter=voter, base=base, votes=tuple(votes), examples=cfg.val_examples)
         )
         commit = VoteCommit(rnd, voter, "bafyvotes", bytes(32), reputation[voter], 0, 0, "0x")
         fetched.append(FetchedVotes(commit, data))
-    return decide_from(rnd, seed, cfg.threshold_ppm, subs, fetched)
+    k = len(next(iter(assignment.values()), []))
+    return decide_from(rnd, seed, cfg.threshold_ppm, subs, fetched, k=k)
 
 
 # -- the sweep ------------------------------------------------------------------------------
@@ -635,4 +658,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["FULL", "QUICK", "LoraTask", "SweepConfig", "run", "simulate", "vote_round"]
+__all__ = ["FULL", "QUICK", "LoraTask", "SweepConfig", "decide_votes", "run", "simulate", "vote_round"]

@@ -1,0 +1,68 @@
+"""Gate replay: one real loss matrix (tiny model), many assignment draws through decide_from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bcfl.experiments import gate_replay
+from bcfl.experiments.anomaly import SweepConfig
+from bcfl.experiments.gate_replay import LossMatrix, build_matrix, rates, replay, run
+
+TINY = SweepConfig(
+    peers=4, warmup_rounds=1, local_steps=4, batch_size=4, val_examples=8,
+    attacks=("sign-flip", "free-rider", "label-flip", "ring"),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def matrix() -> LossMatrix:
+    return build_matrix(TINY, 0, 0.25)
+
+
+def test_matrix_holds_every_voter_s_loss_of_every_update(matrix: LossMatrix) -> None:
+    assert len(matrix.bad) == 1
+    attacker = matrix.bad[0]
+    assert matrix.names[:4] == [f"honest/{i}" for i in range(4)]
+    assert {f"{a}/{attacker}" for a in ("sign-flip", "free-rider", "label-flip", "backdoor")} <= set(
+        matrix.names
+    )
+    assert len(matrix.loss) == 4 and all(len(row) == len(matrix.names) for row in matrix.loss)
+    # A free-rider resubmits the base: every voter's loss of it is the base loss to the last bit.
+    free = matrix.names.index(f"free-rider/{attacker}")
+    assert [row[free] for row in matrix.loss] == matrix.base
+    assert matrix.column("ring", attacker) == matrix.names.index(f"sign-flip/{attacker}")
+    assert matrix.column("ring", (attacker + 1) % 4) == (attacker + 1) % 4
+
+
+def test_replay_counts_every_peer_and_drops_the_sign_flipper(matrix: LossMatrix) -> None:
+    for draw in range(5):
+        tp, fp, fn = replay(matrix, TINY, "none", draw, 3)
+        assert fp == 0 and tp + fn == 4
+        tp, fp, fn = replay(matrix, TINY, "sign-flip", draw, 3)
+        assert fp == 0 and tp + fn == 3
+    assert rates([(3, 0, 0), (2, 1, 1)]) == {
+        "precision": 5 / 6, "recall": 5 / 6, "rounds_with_an_attacker_in": 0.5,
+        "rounds_with_an_honest_peer_out": 0.5,
+    }  # fmt: skip
+
+
+def test_run_writes_table_and_reuses_saved_matrices(
+    tmp_path: Path, matrix: LossMatrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gate_replay, "build_matrix", lambda cfg, seed, fraction: matrix)
+    rows = run(tmp_path, TINY, seeds=[0], ks=[1, 3], draws=4, fraction=0.25)
+    assert [(r["k"], r["attack"]) for r in rows][:2] == [(1, "none"), (1, "sign-flip")]
+    assert len(rows) == 2 * 5 and all(0.0 <= r["precision"] <= 1.0 for r in rows)
+    saved = json.loads((tmp_path / "matrix-seed0.json").read_text())
+    assert saved["matrix"]["names"] == matrix.names
+
+    def rebuilt(*args: object) -> LossMatrix:
+        raise AssertionError("the saved matrix should have been reused")
+
+    monkeypatch.setattr(gate_replay, "build_matrix", rebuilt)
+    again = run(tmp_path, TINY, seeds=[0], ks=[1, 3], draws=4, fraction=0.25)
+    assert [r["precision"] for r in again] == [r["precision"] for r in rows]
+    assert "| 3 | ring |" in (tmp_path / "table.md").read_text()
