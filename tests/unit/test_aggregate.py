@@ -13,6 +13,7 @@ from bcfl.learning.aggregate import (
     AggregationError,
     WeightedUpdate,
     aggregate,
+    change_norm,
     deltas,
     incompatibility,
     normalised_weights,
@@ -197,3 +198,18 @@ def test_alternating_rounds_train_b_first() -> None:
     assert [alternating_scheme(r) for r in (1, 2, 3, 4)] == ["ffa", "ffa-a", "ffa", "ffa-a"]
     with pytest.raises(ValueError, match="round index must be >= 1"):
         alternating_scheme(0)
+
+
+def test_change_norm_is_the_l2_norm_of_everything_an_update_changes() -> None:
+    base, update = _state(0, shared_a=True), _state(1, shared_a=True)
+    expected = math.sqrt(
+        sum(float(((update.tensors[k].double() - t.double()) ** 2).sum()) for k, t in base.tensors.items())
+    )
+    assert change_norm(base, update) == pytest.approx(expected, rel=1e-12)
+    assert change_norm(base, base) == 0.0
+    doubled = base.replace(
+        {k: base.tensors[k] + 2 * (update.tensors[k] - base.tensors[k]) for k in base.tensors}
+    )
+    assert change_norm(base, doubled) == pytest.approx(2 * change_norm(base, update), rel=1e-6)
+    with pytest.raises(AggregationError, match="cannot measure the change"):
+        change_norm(base, AdapterState(SPEC, {k: v for k, v in base.tensors.items() if "v_proj" not in k}))

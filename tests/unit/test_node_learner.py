@@ -69,3 +69,22 @@ def test_a_candidate_with_forged_frozen_factors_gets_vote_zero(learner: Learner)
     votes = {v["peer"]: v["value"] for v in json.loads(document)["votes"]}
     assert votes[peers[1]] == 0
     assert votes[peers[0]] > 0
+
+
+def test_an_update_oversized_against_the_voter_s_own_gets_vote_zero_unevaluated(learner: Learner) -> None:
+    base = genesis_files("tiny")
+    own, _ = learner.train(base, round_id=1, attack=None)
+    honest, _ = learner.train(base, round_id=2, attack=None)  # another seed: a similar-sized change
+    scaled, _ = learner.train(base, round_id=2, attack="scaling")  # the same change x10
+    peers = ["0x" + "22" * 20, "0x" + "33" * 20]
+    subs = [Submission(1, p, f"cid-{i}", b"\0" * 32, 10, 0, 0, 1, "0x", i) for i, p in enumerate(peers)]
+    kwargs = {"all_peers": ["0x" + "11" * 20, *peers], "attack": None}
+    candidates = [(subs[0], honest, ""), (subs[1], scaled, "")]
+    document = json.loads(learner.vote_file(1, "0x" + "11" * 20, base, candidates, own_files=own, **kwargs))
+    votes = {v["peer"]: v for v in document["votes"]}
+    assert votes[peers[1]]["value"] == 0 and votes[peers[1]]["loss"] is None  # not evaluated
+    assert votes[peers[0]]["loss"] is not None
+    # Without an own update (a server-mode aggregator) the reference is the candidates' median:
+    # with two candidates that is their mean, which the x10 one exceeds by less than 2x.
+    alone = json.loads(learner.vote_file(1, "0x" + "11" * 20, base, candidates, **kwargs))
+    assert {v["peer"]: v["loss"] is not None for v in alone["votes"]} == {peers[0]: True, peers[1]: True}

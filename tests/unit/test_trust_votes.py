@@ -15,6 +15,7 @@ from bcfl.trust.votes import (
     VoteFileError,
     check_vote_files,
     encode_votes,
+    oversized,
     parse_votes,
     vote_value,
     vote_values,
@@ -200,3 +201,16 @@ def test_a_voter_that_judges_every_update_can_vote_against_the_base_alone() -> N
     by_base = vote_values(2.0, losses, scale=0.005, tolerance=0.015, against_median=False)
     assert all(v > 0.95 for v in by_base)
     assert vote_values(2.0, [2.0, 1.9], against_median=False)[0] == 0.0
+
+
+def test_oversized_updates_are_judged_against_the_voter_s_own_or_the_median() -> None:
+    assert oversized([1.0, 1.9, 2.1, 30.0], 1.0) == [False, False, True, True]
+    assert oversized([1.0, 1.2, 10.0], None) == [False, False, True]  # median 1.2
+    assert oversized([1.0, 3.0], 1.0, ratio=3.0) == [False, False]
+    assert oversized([math.inf, math.nan, 1.0], 1.0) == [True, True, False]
+    # No usable reference (a free-rider's own zero change, or nothing finite): only non-finite.
+    assert oversized([5.0, math.inf], 0.0) == [False, True]
+    assert oversized([math.inf], None) == [True]
+    assert oversized([], 1.0) == []
+    with pytest.raises(ValueError, match="ratio"):
+        oversized([1.0], 1.0, ratio=0.0)

@@ -407,7 +407,8 @@ def vote_round(
     losses = {voter: [next(flat) for _ in range(len(assignment[voter]) + 1)] for _, voter in honest}
     samples = {a: len(task.shards[i].train) for i, a in enumerate(peers)}
     cids = {a: "bafy" + _digest(vectors[a])[:40] for a in peers}
-    return decide_votes(rnd, seed, task.cfg, cids, samples, reputation, assignment, losses, ring)
+    norms = {a: float(np.linalg.norm(vectors[a].astype(np.float64))) for a in peers}
+    return decide_votes(rnd, seed, task.cfg, cids, samples, reputation, assignment, losses, norms, ring)
 
 
 def round_k(peers: int, k: int | None = None) -> int:
@@ -426,15 +427,18 @@ def decide_votes(
     reputation: dict[str, int],
     assignment: dict[str, list[str]],
     losses: dict[str, list[float]],
+    norms: dict[str, float],
     ring: set[str],
 ) -> Any:
     """A round's outcome from its evaluations: `losses[voter]` is the voter's base loss then
-    the loss of each update it is assigned (colluders in `ring` evaluate nothing). Vote files
-    are written with the protocol's rule and `decide_from` recomputes everything from them."""
+    the loss of each update it is assigned, `norms[peer]` the size of peer's update (colluders
+    in `ring` evaluate nothing). Votes follow the protocol's rule, as the node casts them: an
+    update oversized against the voter's own gets 0 unevaluated (`oversized`), the others
+    `vote_values`; `decide_from` recomputes everything from the canonical vote files."""
     from bcfl.chain.federation import Submission, VoteCommit
     from bcfl.outcome import FetchedVotes, decide_from
     from bcfl.trust.attacks import ring_votes
-    from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
+    from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, oversized, vote_values
 
     peers = sorted(cids, key=str.lower)
     subs = [
@@ -447,7 +451,9 @@ def decide_votes(
             votes = ring_votes({a: cids[a] for a in assigned}, ring)
             base = Metrics(1.0)
         else:
-            base_loss, *evaluated = losses[voter]
+            base_loss, *measured = losses[voter]
+            too_large = oversized([norms[a] for a in assigned], norms[voter])
+            evaluated = [math.inf if big else loss for big, loss in zip(too_large, measured, strict=True)]
             base = Metrics(base_loss)
             values = vote_values(base_loss, evaluated, scale=cfg.vote_scale, tolerance=cfg.vote_tolerance)
             votes = [

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bcfl.experiments.anomaly import ATTACKS, QUICK, SweepConfig, address, attackers, decide_votes, round_k
 from bcfl.experiments.results import ResultLog, markdown_table
 
@@ -47,6 +49,7 @@ class LossMatrix:
     names: list[str]  # update names: "honest/i", "<attack>/i" for each attacker i
     base: list[float]  # base[v]: voter v's loss of the round's base
     loss: list[list[float]]  # loss[v][u]: voter v's loss of base + update u
+    norms: list[float]  # norms[u]: the L2 norm of update u
     samples: list[int]  # training examples per peer
 
     def column(self, attack: str, peer: int) -> int:
@@ -73,7 +76,8 @@ def build_matrix(cfg: SweepConfig, seed: int, fraction: float) -> LossMatrix:
     base = task.losses([(b, v) for v in voters])
     flat = task.losses([(b + updates[n], v) for v in voters for n in names])
     loss = [flat[v * len(names) : (v + 1) * len(names)] for v in voters]
-    return LossMatrix(seed, bad, names, base, loss, [len(s.train) for s in task.shards])
+    norms = [float(np.linalg.norm(updates[n].astype(np.float64))) for n in names]
+    return LossMatrix(seed, bad, names, base, loss, norms, [len(s.train) for s in task.shards])
 
 
 def load_or_build(out_dir: Path, cfg: SweepConfig, seed: int, fraction: float) -> LossMatrix:
@@ -116,6 +120,7 @@ def replay(matrix: LossMatrix, cfg: SweepConfig, attack: str, draw: int, k: int)
         dict.fromkeys(peers, cfg.initial_reputation_ppm),
         assignment,
         losses,
+        {a: matrix.norms[column[a]] for a in peers},
         ring,
     )
     included = {s.peer for s in decision.included}

@@ -173,6 +173,19 @@ def rebase(update: AdapterState, start: AdapterState, base: AdapterState) -> Ada
     return base.replace(out)
 
 
+def change_norm(base: AdapterState, update: AdapterState) -> float:
+    """The L2 norm of everything `update` changes in `base`'s tensors (under "ffa" that is B's
+    change alone), summed in float64 in name order so every peer gets the same figure."""
+    problem = incompatibility(base, update, "fedit")
+    if problem is not None:
+        raise AggregationError(f"cannot measure the change of an update: {problem}")
+    squares = [
+        float(torch.sum((update.tensors[name].double() - tensor.double()) ** 2))
+        for name, tensor in sorted(base.tensors.items())
+    ]
+    return math.sqrt(math.fsum(squares))
+
+
 def deltas(state: AdapterState) -> dict[str, torch.Tensor]:
     """Each adapted module's weight delta, scaling x B @ A (float64, for checks and metrics)."""
     out: dict[str, torch.Tensor] = {}

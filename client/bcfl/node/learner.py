@@ -10,6 +10,7 @@ free riding), never inside the learning code.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from bcfl.chain.federation import Submission
 from bcfl.errors import BcflError
 from bcfl.learning import adapter as adapters
 from bcfl.learning.adapter import AdapterState, LoraSpec
-from bcfl.learning.aggregate import incompatibility
+from bcfl.learning.aggregate import change_norm, incompatibility
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import evaluate
 from bcfl.learning.model import BaseModel, load_base
@@ -31,7 +32,7 @@ from bcfl.learning.train import TrainConfig, train_update
 from bcfl.node.config import NodeConfig
 from bcfl.outcome import AGGREGATION_SCHEME
 from bcfl.trust import attacks
-from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes, vote_values
+from bcfl.trust.votes import MAX_NORM_RATIO, Metrics, Vote, VoteFile, encode_votes, oversized, vote_values
 
 log = logging.getLogger("bcfl.node")
 
@@ -148,28 +149,42 @@ class Learner:
         all_peers: list[str],
         attack: str | None,
         against_median: bool = True,
+        own_files: dict[str, bytes] | None = None,
     ) -> bytes:
         """Evaluate each candidate update on this peer's validation slice and vote with the
         protocol's rule (`bcfl.trust.votes.vote_values`: against the better of the base and
         this voter's median candidate, or the base alone when `against_median` is off: a
-        server-mode aggregator sees every update, and half of them are below any median);
-        an update that cannot be loaded gets 0."""
+        server-mode aggregator sees every update, and half of them are below any median).
+        An update that cannot be loaded, or whose change is oversized against this voter's own
+        update (`own_files`) or, without one, against the candidates' median
+        (`bcfl.trust.votes.oversized`), gets 0 without being evaluated."""
         base_state = adapters.from_files(base_files, self.base, expect=self.spec)
         base_metrics = self._metrics(base_state)
-        measured: list[Metrics] = []
-        for sub, files, problem in candidates:
-            metrics = Metrics(loss=float("inf"), accuracy=None)
+        states: list[AdapterState | None] = []
+        problems: list[str] = []
+        for _, files, problem in candidates:
+            state = None
             if files is not None:
                 try:
                     state = adapters.from_files(files, self.base, expect=self.spec)
                     problem = incompatibility(base_state, state, AGGREGATION_SCHEME) or ""
-                    if not problem:
-                        metrics = self._metrics(state)
                 except BcflError as exc:
                     problem = str(exc)
+            states.append(None if problem else state)
+            problems.append(problem)
+        norms = [math.inf if st is None else change_norm(base_state, st) for st in states]
+        own = None
+        if own_files is not None:
+            own = change_norm(base_state, adapters.from_files(own_files, self.base, expect=self.spec))
+        for i, too_large in enumerate(oversized(norms, own)):
+            if too_large and not problems[i]:
+                reference = "this peer's own update" if own is not None else "the candidates' median"
+                problems[i] = f"its change has norm {norms[i]:.4g}, over {MAX_NORM_RATIO:g}x {reference}'s"
+        measured: list[Metrics] = []
+        for (sub, _, _), state, problem in zip(candidates, states, problems, strict=True):
             if problem:
                 log.warning("round %d: update of %s gets vote 0: %s", round_id, sub.peer, problem)
-            measured.append(metrics)
+            measured.append(Metrics(loss=math.inf) if problem or state is None else self._metrics(state))
         values = vote_values(base_metrics.loss, [m.loss for m in measured], against_median=against_median)
         votes = [
             Vote(peer=sub.peer, cid=sub.cid, value=value, metrics=metrics)

@@ -105,8 +105,14 @@ class PeerWork:
         assigned = set(assign_evaluations(seed, self.address, peers, k))
         targets = [s for s in submissions if s.peer in assigned]
         candidates: list[tuple[Submission, dict[str, bytes] | None, str]] = []
+        own = next((s for s in submissions if s.peer.lower() == self.address.lower()), None)
         with self.timer.phase("storage"):
             base_files = fetch_adapter(self.storage, base.cid, digest=base.digest)
+            # The size reference for the oversized-update check: this peer's own change from this
+            # base (a late own update, trained from an older base, is no reference).
+            own_files = None
+            if own is not None and own.trained_from == round_id:
+                own_files = fetch_adapter(self.storage, own.cid, digest=own.digest)
             base_state = None
             for sub in targets:
                 try:
@@ -134,6 +140,7 @@ class PeerWork:
                 all_peers=peers,
                 attack=self.conf.attack,
                 against_median=not server,
+                own_files=own_files,
             )
         with self.timer.phase("storage"):
             cid = self.storage.put(data)

@@ -136,6 +136,32 @@ def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> 
 
 VOTE_SCALE = 0.005  # logistic width of the vote rule, as a share of the base loss
 VOTE_TOLERANCE = 0.015  # how much worse than the reference still counts as fine
+MAX_NORM_RATIO = 2.0  # an update this many times larger than the reference is voted 0 unevaluated
+
+
+def oversized(norms: Sequence[float], own: float | None, *, ratio: float = MAX_NORM_RATIO) -> list[bool]:
+    """Which updates a voter rejects for their size alone: those whose change (L2 norm, see
+    `bcfl.learning.aggregate.change_norm`) exceeds `ratio` x the reference, which is the norm
+    of the voter's own update this round or, for a voter that trained none (a server-mode
+    aggregator), the median of `norms`.
+
+    Why: honest peers take the same number of optimiser steps at the same learning rate, so
+    their changes have similar sizes (within about 20% here), while a scaled (model
+    replacement) or noise update is several times larger, and its harm to the average grows
+    with its size faster than one validation slice's loss shows: a noise update can raise a
+    voter's loss less than an honest update trained on another peer's data does. A non-finite
+    norm is oversized; without a usable reference nothing is.
+    """
+    if ratio <= 0:
+        raise ValueError(f"norm ratio must be positive, got {ratio}")
+    finite = sorted(n for n in norms if math.isfinite(n))
+    reference = own
+    if reference is None and finite:
+        mid = len(finite) // 2
+        reference = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
+    if reference is None or not math.isfinite(reference) or reference <= 0:
+        return [not math.isfinite(n) for n in norms]
+    return [not (math.isfinite(n) and n <= ratio * reference) for n in norms]
 
 
 def vote_values(
