@@ -28,7 +28,7 @@ from bcfl.trust.votes import MAX_VOTE_FILE_BYTES, RejectedVotes, check_vote_file
 log = logging.getLogger("bcfl.outcome")
 
 # Protocol constants: every peer and the auditor must use the same values.
-MAX_VOTES_PER_PEER = 3  # updates each submitter evaluates (fewer when the round is small)
+MAX_VOTES_PER_PEER = 5  # updates each submitter evaluates (fewer when the round is small)
 GATE_REPUTATION_WEIGHT_BPS = 2000  # share of the on-chain reputation in the gate's combined value
 AGGREGATION_SCHEME: Final = "ffa"  # A frozen at the genesis init, B averaged: an exact average
 

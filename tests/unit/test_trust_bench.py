@@ -48,7 +48,7 @@ def test_in_server_mode_the_lone_voter_judges_every_update() -> None:
     from bcfl.storage.adapter_pack import json_digest
     from bcfl.trust.votes import Metrics, Vote, VoteFile, encode_votes
 
-    assert (votes_per_peer(12), votes_per_peer(3), votes_per_peer(12, server=True)) == (3, 2, 12)
+    assert (votes_per_peer(12), votes_per_peer(3), votes_per_peer(12, server=True)) == (5, 2, 12)
     rnd = synthetic_round(6, 3, seed=2)
     subs, _ = outcome_inputs(rnd)
     aggregator = "0x" + "ab" * 20
@@ -58,6 +58,6 @@ def test_in_server_mode_the_lone_voter_judges_every_update() -> None:
     server = decide_from(1, rnd.seed, 450_000, subs, fetched, server=True)
     assert server.rejected_votes == []
     assert len(server.included) == 6
-    # Held to the serverless k = 3, the same file votes outside its assignment and is rejected.
+    # Held to the serverless k = 5, the same file votes outside its assignment and is rejected.
     serverless = decide_from(1, rnd.seed, 450_000, subs, fetched)
     assert [r.reason for r in serverless.rejected_votes] == ["not_assigned"]

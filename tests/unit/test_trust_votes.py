@@ -143,12 +143,17 @@ def _logistic(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def test_vote_rule_judges_against_the_median_update_when_updates_help() -> None:
-    # median 1.9 < base 2.0: the bar is the typical update; 2.5 is far above it
-    got = vote_values(2.0, [1.8, 1.9, 2.5], scale=0.005, tolerance=0.015)
-    assert got[1] == pytest.approx(_logistic(3.0))  # at the reference: tolerance / scale
-    assert got[0] == pytest.approx(_logistic((0.05 + 0.015) / 0.005))
-    assert got[2] < 1e-20
+def test_vote_rule_asks_for_half_the_typical_improvement_when_updates_help() -> None:
+    # median 1.8 < base 2.0: the reference is 2.0 - 0.5 x 0.2 = 1.9
+    got = vote_values(2.0, [1.6, 1.8, 1.9], scale=0.005, tolerance=0.015)
+    assert got[2] == pytest.approx(_logistic(3.0))  # at the reference: tolerance / scale
+    assert got[0] == pytest.approx(_logistic((0.15 + 0.015) / 0.005))
+    # An update that helps, but a quarter as much as the typical one, falls below 0.5; the
+    # full median as the reference (share 1) would also fail the one at 1.9.
+    assert vote_values(2.0, [1.6, 1.8, 1.95])[2] < 0.5
+    assert vote_values(2.0, [1.6, 1.8, 1.9], median_share=1.0)[2] < 0.5
+    with pytest.raises(ValueError, match="median share"):
+        vote_values(2.0, [1.9], median_share=1.5)
 
 
 def test_vote_rule_tolerates_the_non_iid_harm_of_honest_updates() -> None:
@@ -193,11 +198,12 @@ def test_vote_rule_is_order_free_and_deterministic() -> None:
 
 
 def test_a_voter_that_judges_every_update_can_vote_against_the_base_alone() -> None:
-    # Five updates that all help this voter: against the median the worst two fail, against
-    # the base (a server-mode aggregator's reference) all pass; a resubmitted base still gets 0.
-    losses = [1.70, 1.75, 1.80, 1.85, 1.90]
+    # Five updates that all help this voter: against half the median improvement (reference
+    # 1.9) the weakest one helps too little, against the base (a server-mode aggregator's
+    # reference) all pass; a resubmitted base still gets 0.
+    losses = [1.70, 1.75, 1.80, 1.85, 1.96]
     by_median = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
-    assert sum(v > 0.5 for v in by_median) == 3
+    assert sum(v > 0.5 for v in by_median) == 4
     by_base = vote_values(2.0, losses, scale=0.005, tolerance=0.015, against_median=False)
     assert all(v > 0.95 for v in by_base)
     assert vote_values(2.0, [2.0, 1.9], against_median=False)[0] == 0.0

@@ -639,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="seeds per cell")
     parser.add_argument("--fractions", help="comma-separated attacker fractions, e.g. 0.1,0.3")
     parser.add_argument("--test-examples", type=int, help="test descriptions behind the final accuracy")
+    parser.add_argument("--learning-rate", type=float, help="the peers' local learning rate")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -651,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rounds": args.rounds,
         "repeats": args.repeats,
         "test_examples": args.test_examples,
+        "learning_rate": args.learning_rate,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     given = list(sys.argv[1:] if argv is None else argv)

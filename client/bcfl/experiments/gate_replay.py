@@ -218,10 +218,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--k", default="3", help="comma-separated votes per peer to replay")
     parser.add_argument("--draws", type=int, default=200, help="assignment draws per seed")
     parser.add_argument("--fraction", type=float, default=0.30)
+    parser.add_argument("--learning-rate", type=float, default=QUICK.learning_rate, help="peers' local lr")
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--jobs", type=int, default=1, help="seeds' matrices built in this many processes")
     args = parser.parse_args(argv)
-    cfg = replace(QUICK, model=args.model, attacks=tuple(args.attacks.split(",")))
+    cfg = replace(
+        QUICK, model=args.model, learning_rate=args.learning_rate, attacks=tuple(args.attacks.split(","))
+    )
     given = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(
         ["python -m bcfl.experiments.gate_replay", *("OUT" if a == str(args.out_dir) else a for a in given)]

@@ -13,9 +13,10 @@ not trust. Example (pretty-printed; the real file has no whitespace):
 
 `base` holds the voter's metrics of the round's base model on its validation slice, each vote
 the metrics of base + that update on the same slice, and `value` the vote in [0, 1] derived
-from them by the protocol's rule `vote_values` (each update against the better of the base
-and the voter's median update; `vote_value` is the plain "against the base" curve). Accuracy
-may be null where the evaluation has none.
+from them by the protocol's rule `vote_values` (each update against the base and a share of the
+voter's typical improvement; an oversized update gets 0 unevaluated, see `oversized`;
+`vote_value` is the plain "against the base" curve). Accuracy may be null where the
+evaluation has none.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class VoteFile:
 
 def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> float:
     """The plain curve: "loss of base + update" against "loss of base" as a vote in [0, 1]
-    (the protocol votes with `vote_values`, which compares against the voter's median update).
+    (the protocol votes with `vote_values`, which also weighs the voter's median update).
 
     The relative improvement r = (base - update) / base goes through a logistic curve with
     width `scale`: vote = 1 / (1 + exp(-r / scale)). So an update that leaves the loss unchanged
@@ -136,6 +137,7 @@ def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> 
 
 VOTE_SCALE = 0.005  # logistic width of the vote rule, as a share of the base loss
 VOTE_TOLERANCE = 0.015  # how much worse than the reference still counts as fine
+VOTE_MEDIAN_SHARE = 0.5  # the share of the voter's typical improvement an update must bring
 MAX_NORM_RATIO = 2.0  # an update this many times larger than the reference is voted 0 unevaluated
 
 
@@ -170,37 +172,45 @@ def vote_values(
     *,
     scale: float = VOTE_SCALE,
     tolerance: float = VOTE_TOLERANCE,
+    median_share: float = VOTE_MEDIAN_SHARE,
     against_median: bool = True,
 ) -> list[float]:
     """The protocol's vote rule: every update this voter evaluated, judged on the voter's own
-    validation slice against the better of "no update" and "the voter's median update".
+    validation slice against the base and against how much the voter's typical update helps.
 
     With L_i the loss of base + update i, L0 the base loss and m the median of the finite L_i,
-    the reference is R = min(L0, m) and vote_i = 1 / (1 + exp(-((R - L_i) / L0 + tolerance) /
-    scale)). An update as good as the reference gets logistic(tolerance / scale) (0.95 by
-    default), one `tolerance` (1.5% of the base loss) worse gets 0.5, one 3% worse 0.05.
-    Why this reference: the tolerance absorbs the typical harm an honest update trained on
-    another peer's (non-IID) shard does to this voter's loss, which is what made "better than
-    base" exclude honest peers; the median lowers the bar to the typical update when the
-    updates help this voter; and the min keeps attackers, who raise the loss, from pulling the
-    bar up when they hold the middle of a small sample (k = 3 with two attackers).
+    the reference is R = L0 - share x max(0, L0 - m) and vote_i = 1 / (1 + exp(-((R - L_i) /
+    L0 + tolerance) / scale)). So when the updates this voter sees help it (m < L0), an update
+    must bring at least `median_share` (half) of the typical improvement, less `tolerance`;
+    when they do not, it must not raise the loss by more than `tolerance` (1.5% of the base
+    loss). An update exactly at R gets logistic(tolerance / scale) (0.95 by default), one
+    `tolerance` short of it 0.5, one twice that short 0.05.
+    Why this reference: the tolerance absorbs the harm an honest update trained on another
+    peer's (non-IID) shard can do to this voter's loss, which made "better than base" exclude
+    honest peers; the share of the median demands real help when updates do help, without
+    excluding honest updates that help less than the typical one (the full median as the
+    reference did, on SmolLM2: docs/results.md); and capping the reference at L0 keeps
+    attackers, who raise the loss, from pulling the bar up when they hold the middle of a
+    small sample (k = 3 with two attackers).
     A non-finite loss, or one equal to the base loss to the last bit (a free-rider
     resubmitting the base: any real change of the weights moves the loss), gets 0.0, and
     non-finite losses stay out of the median; with fewer than two finite losses the reference
     is L0; a non-finite or non-positive base loss gives the neutral 0.5. With
     `against_median` off the reference is always L0 (a voter that judges every update of the
-    round alone, as a server-mode aggregator does, would otherwise fail half of them).
+    round alone, as a server-mode aggregator does, would otherwise fail the weaker half).
     """
     if scale <= 0:
         raise ValueError(f"vote scale must be positive, got {scale}")
     if tolerance < 0:
         raise ValueError(f"vote tolerance must be >= 0, got {tolerance}")
+    if not 0.0 <= median_share <= 1.0:
+        raise ValueError(f"median share must be in [0, 1], got {median_share}")
     finite = sorted(x for x in losses if math.isfinite(x))
     reference = base_loss
     if against_median and len(finite) >= 2:
         mid = len(finite) // 2
         median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
-        reference = min(base_loss, median)
+        reference = base_loss - median_share * max(0.0, base_loss - median)
     out = []
     for loss in losses:
         if not math.isfinite(loss) or loss == base_loss:
