@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bcfl.experiments import gate_replay
-from bcfl.experiments.anomaly import SweepConfig
-from bcfl.experiments.gate_replay import LossMatrix, build_matrix, rates, replay, run
+from bcfl.experiments.anomaly import LoraTask, SweepConfig
+from bcfl.experiments.gate_replay import LossMatrix, build_matrix, rates, replay, run, train_updates
 
 TINY = SweepConfig(
     peers=4, warmup_rounds=1, local_steps=4, batch_size=4, val_examples=8,
@@ -52,7 +54,7 @@ def test_replay_counts_every_peer_and_drops_the_sign_flipper(matrix: LossMatrix)
 def test_run_writes_table_and_reuses_saved_matrices(
     tmp_path: Path, matrix: LossMatrix, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gate_replay, "build_matrix", lambda cfg, seed, fraction: matrix)
+    monkeypatch.setattr(gate_replay, "build_matrix", lambda cfg, seed, fraction, cache=None: matrix)
     rows = run(tmp_path, TINY, seeds=[0], ks=[1, 3], draws=4, fraction=0.25)
     assert [(r["k"], r["attack"]) for r in rows][:2] == [(1, "none"), (1, "sign-flip")]
     assert len(rows) == 2 * 5 and all(0.0 <= r["precision"] <= 1.0 for r in rows)
@@ -66,3 +68,20 @@ def test_run_writes_table_and_reuses_saved_matrices(
     again = run(tmp_path, TINY, seeds=[0], ks=[1, 3], draws=4, fraction=0.25)
     assert [r["precision"] for r in again] == [r["precision"] for r in rows]
     assert "| 3 | ring |" in (tmp_path / "table.md").read_text()
+
+
+class _NoTraining:
+    def warm_start(self) -> None:
+        raise AssertionError("retrained")
+
+
+def test_trained_updates_are_saved_and_reused_only_for_the_same_training(tmp_path: Path) -> None:
+    cache = tmp_path / "updates.npz"
+    base, updates = train_updates(TINY, 0, 0.25, LoraTask(TINY, 0), cache)
+    again_base, again = train_updates(TINY, 0, 0.25, _NoTraining(), cache)
+    assert np.array_equal(base, again_base) and list(again) == list(updates)
+    assert all(np.array_equal(updates[n], again[n]) for n in updates)
+    # Another evaluation setting reuses them; another learning rate does not.
+    train_updates(dataclasses.replace(TINY, val_examples=4), 0, 0.25, _NoTraining(), cache)
+    with pytest.raises(AssertionError, match="retrained"):
+        train_updates(dataclasses.replace(TINY, learning_rate=1e-3), 0, 0.25, _NoTraining(), cache)

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bcfl.experiments.anomaly import ATTACKS, QUICK, SweepConfig, address, attackers, decide_votes, round_k
 from bcfl.experiments.results import ResultLog, markdown_table
 
+Vector = npt.NDArray[np.float32]
 UPDATE_ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider")
 DATA_ATTACKS = ("label-flip", "backdoor")
 
@@ -59,37 +61,69 @@ class LossMatrix:
         return self.names.index(f"{'sign-flip' if attack == 'ring' else attack}/{peer}")
 
 
-def build_matrix(cfg: SweepConfig, seed: int, fraction: float) -> LossMatrix:
-    from bcfl.experiments.anomaly import LoraTask, _corrupt
+# What the trained updates depend on: a saved set of updates is reused only if these match.
+TRAINING_FIELDS = (
+    "model", "peers", "warmup_rounds", "local_steps", "batch_size", "learning_rate", "max_text_tokens",
+    "alpha", "validation_fraction", "sign_flip_factor", "scaling_factor", "backdoor_fraction",
+)  # fmt: skip
 
-    task = LoraTask(cfg, seed)
+
+def train_updates(
+    cfg: SweepConfig, seed: int, fraction: float, task: Any, cache: Path | None = None
+) -> tuple[Vector, dict[str, Vector]]:
+    """The round's base (after the warm-up) and every update of the attacked round, by name;
+    loaded from `cache` (an .npz) when it holds them for the same training settings."""
+    from bcfl.experiments.anomaly import _corrupt
+
+    settings = json.dumps(
+        {"seed": seed, "fraction": fraction, **{f: getattr(cfg, f) for f in TRAINING_FIELDS}}
+    )
+    if cache is not None and cache.exists():
+        with np.load(cache) as saved:
+            if str(saved["settings"]) == settings:
+                names = [str(n) for n in saved["names"]]
+                return saved["base"], {n: saved[f"update{i}"] for i, n in enumerate(names)}
     b = task.warm_start()
-    bad = sorted(attackers(cfg.peers, fraction, seed))
     updates = {f"honest/{i}": task.delta(b, i, 1) for i in range(cfg.peers)}
-    for i in bad:
+    for i in sorted(attackers(cfg.peers, fraction, seed)):
         for kind in DATA_ATTACKS:
             updates[f"{kind}/{i}"] = task.delta(b, i, 1, kind)
         for kind in UPDATE_ATTACKS:  # the sweep's own corruption of round 1's update
             updates[f"{kind}/{i}"] = _corrupt(kind, updates[f"honest/{i}"], cfg, seed * 100_000 + 100 + i)
+    if cache is not None:
+        arrays = {f"update{i}": v for i, v in enumerate(updates.values())}
+        np.savez(cache, settings=np.array(settings), names=np.array(list(updates)), base=b, **arrays)
+    return b, updates
+
+
+def build_matrix(cfg: SweepConfig, seed: int, fraction: float, cache: Path | None = None) -> LossMatrix:
+    """Train (or load from `cache`) the round's updates and evaluate every one on every
+    peer's validation slice."""
+    from bcfl.experiments.anomaly import LoraTask
+
+    task = LoraTask(cfg, seed)
+    b, updates = train_updates(cfg, seed, fraction, task, cache)
     names = list(updates)
     voters = range(cfg.peers)
     base = task.losses([(b, v) for v in voters])
     flat = task.losses([(b + updates[n], v) for v in voters for n in names])
     loss = [flat[v * len(names) : (v + 1) * len(names)] for v in voters]
     norms = [float(np.linalg.norm(updates[n].astype(np.float64))) for n in names]
+    bad = sorted(attackers(cfg.peers, fraction, seed))
     return LossMatrix(seed, bad, names, base, loss, norms, [len(s.train) for s in task.shards])
 
 
 def load_or_build(out_dir: Path, cfg: SweepConfig, seed: int, fraction: float) -> LossMatrix:
-    """The seed's matrix from `out_dir` if it was built with the same settings, else built."""
+    """The seed's matrix from `out_dir` if it was built with the same settings, else built
+    (reusing the seed's saved updates, `updates-seedN.npz`, when their training matches)."""
     path = out_dir / f"matrix-seed{seed}.json"
     settings = json.loads(json.dumps({"config": asdict(cfg), "fraction": fraction}))  # as saved
     if path.exists():
         doc = json.loads(path.read_text(encoding="utf-8"))
         if {k: doc.get(k) for k in settings} == settings:
             return LossMatrix(**doc["matrix"])
-    matrix = build_matrix(cfg, seed, fraction)
     out_dir.mkdir(parents=True, exist_ok=True)
+    matrix = build_matrix(cfg, seed, fraction, out_dir / f"updates-seed{seed}.npz")
     path.write_text(json.dumps({**settings, "matrix": asdict(matrix)}), encoding="utf-8")
     return matrix
 
@@ -219,11 +253,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=200, help="assignment draws per seed")
     parser.add_argument("--fraction", type=float, default=0.30)
     parser.add_argument("--learning-rate", type=float, default=QUICK.learning_rate, help="peers' local lr")
+    parser.add_argument(
+        "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"
+    )
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--jobs", type=int, default=1, help="seeds' matrices built in this many processes")
     args = parser.parse_args(argv)
     cfg = replace(
-        QUICK, model=args.model, learning_rate=args.learning_rate, attacks=tuple(args.attacks.split(","))
+        QUICK,
+        model=args.model,
+        learning_rate=args.learning_rate,
+        val_examples=args.val_examples,
+        attacks=tuple(args.attacks.split(",")),
     )
     given = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(
