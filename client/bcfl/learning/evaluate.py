@@ -111,13 +111,6 @@ def label_scores(
     return out
 
 
-def label_losses(scores: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
-    """Per example, from `label_scores`' (E, L, 2) scores: -log of the true label's share of
-    the label names' likelihoods (the classification loss over the names, in nats)."""
-    total = scores[:, :, 0]
-    return torch.logsumexp(total, dim=1) - total[torch.arange(len(labels)), torch.tensor(list(labels))]
-
-
 def evaluate(
     base: BaseModel,
     adapter_state: AdapterState | None,
@@ -157,12 +150,12 @@ def _score(
     for i in range(0, len(examples), batch):
         chunk = examples[i : i + batch]
         scores = label_scores(model, tokenizer, chunk, names, config)
-        label_loss += float(label_losses(scores, [e.label for e in chunk]).sum())
         for example, s in zip(chunk, scores, strict=True):
             pred = int(torch.argmax(s[:, 0]))
             predictions.append(pred)
             correct += pred == example.label
             any_correct += pred in example.labels
             loss += float(-s[example.label, 0] / s[example.label, 1])
+            label_loss += float(torch.logsumexp(s[:, 0], dim=0) - s[example.label, 0])
     n = len(examples)
     return EvalResult(n, correct / n, any_correct / n, loss / n, tuple(predictions), label_loss / n)
