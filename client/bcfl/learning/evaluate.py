@@ -5,8 +5,7 @@ A 4-D attention mask lets every continuation see the whole prompt and its own ea
 but no other continuation, and position ids restart after the prompt for each, so the scores
 equal scoring the continuations one by one at about a third of the cost. The prediction is the
 label of highest total log-likelihood; the loss is the true label's mean per-token negative
-log-likelihood (the quantity training minimises), and the label loss the classification loss
-over the label names: -log of the true label's share of the 40 labels' likelihoods.
+log-likelihood (the quantity training minimises).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ class EvalResult:
     any_label_accuracy: float  # prediction is any label the description carries
     mean_loss: float  # mean per-token NLL of the true label's continuation (nats)
     predictions: tuple[int, ...]
-    label_loss: float = float("nan")  # mean -log P(true label | one of the label names) (nats)
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,6 @@ def _score(
     predictions: list[int] = []
     correct = any_correct = 0
     loss = 0.0
-    label_loss = 0.0
     for i in range(0, len(examples), batch):
         chunk = examples[i : i + batch]
         scores = label_scores(model, tokenizer, chunk, names, config)
@@ -156,6 +153,5 @@ def _score(
             correct += pred == example.label
             any_correct += pred in example.labels
             loss += float(-s[example.label, 0] / s[example.label, 1])
-            label_loss += float(torch.logsumexp(s[:, 0], dim=0) - s[example.label, 0])
     n = len(examples)
-    return EvalResult(n, correct / n, any_correct / n, loss / n, tuple(predictions), label_loss / n)
+    return EvalResult(n, correct / n, any_correct / n, loss / n, tuple(predictions))
