@@ -531,7 +531,7 @@ def run(
     note = (
         f"Anomaly elimination ({task_label(cfg)}). {cfg.peers} peers, {cfg.warmup_rounds} honest "
         f"warm-up rounds then {cfg.rounds} attacked rounds, "
-        f"{cfg.local_steps} local steps, k = 3 votes per peer (the protocol's), threshold "
+        f"{cfg.local_steps} local steps, k = {round_k(cfg.peers)} votes per peer (the protocol's), threshold "
         f"{cfg.threshold_ppm} ppm; {cfg.repeats} seed(s) from {seed}; cells: median [min, max] "
         f"over seeds. Sweep time {elapsed:.0f} s. Command: `{command}`.\n\n"
     )
