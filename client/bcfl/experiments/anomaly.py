@@ -40,13 +40,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bcfl.experiments.results import ResultLog, markdown_table
+from bcfl.experiments.results import ResultLog, command_line, markdown_table, per_seed
 from bcfl.trust.defences import DEFENCES, UpdateSet, aggregate, make_defence
 from bcfl.trust.gate import update_reputation
 from bcfl.trust.votes import VOTE_SCALE, VOTE_TOLERANCE
@@ -506,15 +507,9 @@ def run(
     log = ResultLog(out_dir, command=command)
     started = time.perf_counter()
     seeds = [seed + rep for rep in range(cfg.repeats)]
-    if jobs > 1 and len(seeds) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
-            per_seed = list(pool.map(run_seed, [cfg] * len(seeds), seeds))
-    else:
-        per_seed = [run_seed(cfg, s) for s in seeds]
+    per_seed_cells = per_seed(partial(run_seed, cfg), seeds, jobs)
     cells: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
-    for s, (seed_cells, timings) in zip(seeds, per_seed, strict=True):
+    for s, (seed_cells, timings) in zip(seeds, per_seed_cells, strict=True):
         for (attack, fraction, defence), m in seed_cells.items():
             cells.setdefault((attack, fraction, defence), []).append(m)
             log.append(
@@ -656,9 +651,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     given = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(
-        ["python -m bcfl.experiments.anomaly", *("OUT" if a == str(args.out_dir) else a for a in given)]
-    )
+    command = command_line("bcfl.experiments.anomaly", given, args.out_dir)
     run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg, jobs=args.jobs, command=command)
 
 

@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bcfl.experiments.anomaly import ATTACKS, QUICK, SweepConfig, address, attackers, decide_votes, round_k
-from bcfl.experiments.results import ResultLog, markdown_table
+from bcfl.experiments.results import ResultLog, command_line, markdown_table, per_seed
 
 Vector = npt.NDArray[np.float32]
 UPDATE_ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider")
@@ -185,24 +186,17 @@ def run(
 ) -> list[dict[str, Any]]:
     log = ResultLog(out_dir, command=command)
     started = time.perf_counter()
-    if jobs > 1 and len(seeds) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
-            n = len(seeds)
-            matrices = list(pool.map(load_or_build, [out_dir] * n, [cfg] * n, seeds, [fraction] * n))
-    else:
-        matrices = [load_or_build(out_dir, cfg, s, fraction) for s in seeds]
+    matrices = per_seed(partial(load_or_build, out_dir, cfg, fraction=fraction), seeds, jobs)
     built_s = time.perf_counter() - started
     rows = []
     for k in ks:
         for attack in ("none", *cfg.attacks):
-            per_seed = [[replay(m, cfg, attack, d, k) for d in range(draws)] for m in matrices]
+            counted = [[replay(m, cfg, attack, d, k) for d in range(draws)] for m in matrices]
             record = {
                 "experiment": "gate-replay", "model": cfg.model, "peers": cfg.peers, "fraction": fraction,
                 "k": round_k(cfg.peers, k), "attack": attack, "draws": draws, "seeds": list(seeds),
-                **rates([c for counts in per_seed for c in counts]),
-                "per_seed": [rates(counts) for counts in per_seed],
+                **rates([c for counts in counted for c in counts]),
+                "per_seed": [rates(counts) for counts in counted],
             }  # fmt: skip
             log.append(record)
             rows.append(record)
@@ -222,14 +216,14 @@ def write_table(
     built_s: float,
     elapsed: float,
 ) -> None:
-    def per_seed(r: dict[str, Any], key: str) -> str:
+    def by_seed(r: dict[str, Any], key: str) -> str:
         return " / ".join(f"{s[key]:.3f}" for s in r["per_seed"])
 
     header = ("k", "attack", "precision", "recall", "per seed P", "per seed R", "rounds: attacker in",
               "rounds: honest out")  # fmt: skip
     body = [
-        [r["k"], r["attack"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", per_seed(r, "precision"),
-         per_seed(r, "recall"), f"{r['rounds_with_an_attacker_in']:.3f}",
+        [r["k"], r["attack"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", by_seed(r, "precision"),
+         by_seed(r, "recall"), f"{r['rounds_with_an_attacker_in']:.3f}",
          f"{r['rounds_with_an_honest_peer_out']:.3f}"]
         for r in rows
     ]  # fmt: skip
@@ -267,9 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         attacks=tuple(args.attacks.split(",")),
     )
     given = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join(
-        ["python -m bcfl.experiments.gate_replay", *("OUT" if a == str(args.out_dir) else a for a in given)]
-    )
+    command = command_line("bcfl.experiments.gate_replay", given, args.out_dir)
     run(
         args.out_dir,
         cfg,

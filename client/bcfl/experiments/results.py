@@ -12,11 +12,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _VERSIONED = ("bcfl", "torch", "transformers", "peft", "web3", "networkx", "numpy")
 
@@ -92,3 +94,19 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def command_line(module: str, argv: Sequence[str], out_dir: Path) -> str:
+    """The command as given, its output folder written OUT (a record names the command, not
+    where one run put its files)."""
+    return " ".join([f"python -m {module}", *("OUT" if a == str(out_dir) else a for a in argv)])
+
+
+def per_seed(fn: Callable[[int], T], seeds: Sequence[int], jobs: int = 1) -> list[T]:
+    """fn(seed) for every seed, in up to `jobs` processes at once (seeds are independent)."""
+    if jobs <= 1 or len(seeds) <= 1:
+        return [fn(s) for s in seeds]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+        return list(pool.map(fn, seeds))
