@@ -67,6 +67,8 @@ def test_run_writes_table_and_reuses_saved_matrices(
     monkeypatch.setattr(gate_replay, "build_matrix", rebuilt)
     again = run(tmp_path, TINY, seeds=[0], ks=[1, 3], draws=4, fraction=0.25)
     assert [r["precision"] for r in again] == [r["precision"] for r in rows]
+    # Another vote rule replays the same evaluations: the matrix is still reused.
+    run(tmp_path, dataclasses.replace(TINY, vote_median_share=1.0), seeds=[0], ks=[3], draws=2, fraction=0.25)
     assert "| 3 | ring |" in (tmp_path / "table.md").read_text()
 
 

@@ -50,7 +50,7 @@ import numpy.typing as npt
 from bcfl.experiments.results import ResultLog, command_line, markdown_table, per_seed
 from bcfl.trust.defences import DEFENCES, UpdateSet, aggregate, make_defence
 from bcfl.trust.gate import update_reputation
-from bcfl.trust.votes import VOTE_SCALE, VOTE_TOLERANCE
+from bcfl.trust.votes import VOTE_MEDIAN_SHARE, VOTE_SCALE, VOTE_TOLERANCE
 
 ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider", "label-flip", "backdoor", "ring")
 FRACTIONS = (0.10, 0.30, 0.45)
@@ -80,6 +80,7 @@ class SweepConfig:
     root_examples: int = 16  # FLTrust's clean root set (from the validation split)
     vote_scale: float = VOTE_SCALE
     vote_tolerance: float = VOTE_TOLERANCE
+    vote_median_share: float = VOTE_MEDIAN_SHARE
     threshold_ppm: int = 450_000  # the deployment default score threshold
     initial_reputation_ppm: int = 500_000  # the deployment default
     sign_flip_factor: float = 3.0
@@ -456,7 +457,13 @@ def decide_votes(
             too_large = oversized([norms[a] for a in assigned], norms[voter])
             evaluated = [math.inf if big else loss for big, loss in zip(too_large, measured, strict=True)]
             base = Metrics(base_loss)
-            values = vote_values(base_loss, evaluated, scale=cfg.vote_scale, tolerance=cfg.vote_tolerance)
+            values = vote_values(
+                base_loss,
+                evaluated,
+                scale=cfg.vote_scale,
+                tolerance=cfg.vote_tolerance,
+                median_share=cfg.vote_median_share,
+            )
             votes = [
                 Vote(a, cids[a], value, Metrics(loss))
                 for a, value, loss in zip(assigned, values, evaluated, strict=True)

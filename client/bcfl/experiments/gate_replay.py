@@ -69,6 +69,9 @@ TRAINING_FIELDS = (
 )  # fmt: skip
 
 
+MATRIX_FIELDS = (*TRAINING_FIELDS, "val_examples")
+
+
 def train_updates(
     cfg: SweepConfig, seed: int, fraction: float, task: Any, cache: Path | None = None
 ) -> tuple[Vector, dict[str, Vector]]:
@@ -121,7 +124,9 @@ def load_or_build(out_dir: Path, cfg: SweepConfig, seed: int, fraction: float) -
     settings = json.loads(json.dumps({"config": asdict(cfg), "fraction": fraction}))  # as saved
     if path.exists():
         doc = json.loads(path.read_text(encoding="utf-8"))
-        if {k: doc.get(k) for k in settings} == settings:
+        saved, wanted = doc.get("config", {}), settings["config"]
+        # The vote rule's settings are replayed, not measured: only these decide the matrix.
+        if doc.get("fraction") == fraction and all(saved.get(f) == wanted[f] for f in MATRIX_FIELDS):
             return LossMatrix(**doc["matrix"])
     out_dir.mkdir(parents=True, exist_ok=True)
     matrix = build_matrix(cfg, seed, fraction, out_dir / f"updates-seed{seed}.npz")
@@ -248,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fraction", type=float, default=0.30)
     parser.add_argument("--learning-rate", type=float, default=QUICK.learning_rate, help="peers' local lr")
     parser.add_argument(
+        "--median-share",
+        type=float,
+        default=QUICK.vote_median_share,
+        help="the vote rule's share of the typical improvement (1: the full median)",
+    )
+    parser.add_argument(
         "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"
     )
     parser.add_argument("--attacks", default=",".join(ATTACKS))
@@ -258,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model=args.model,
         learning_rate=args.learning_rate,
         val_examples=args.val_examples,
+        vote_median_share=args.median_share,
         attacks=tuple(args.attacks.split(",")),
     )
     given = list(sys.argv[1:] if argv is None else argv)
