@@ -152,9 +152,9 @@ class Learner:
         own_files: dict[str, bytes] | None = None,
     ) -> bytes:
         """Evaluate each candidate update on this peer's validation slice and vote with the
-        protocol's rule (`bcfl.trust.votes.vote_values`: against the better of the base and
-        this voter's median candidate, or the base alone when `against_median` is off: a
-        server-mode aggregator sees every update, and half of them are below any median).
+        protocol's rule (`bcfl.trust.votes.vote_values`: against the base and half this voter's
+        typical improvement, or the base alone when `against_median` is off: a server-mode
+        aggregator sees every update, and half of them are below any median).
         An update that cannot be loaded, or whose change is oversized against this voter's own
         update (`own_files`) or, without one, against the candidates' median
         (`bcfl.trust.votes.oversized`), gets 0 without being evaluated."""

@@ -148,7 +148,7 @@ def oversized(norms: Sequence[float], own: float | None, *, ratio: float = MAX_N
     aggregator), the median of `norms`.
 
     Why: honest peers take the same number of optimiser steps at the same learning rate, so
-    their changes have similar sizes (within about 20% here), while a scaled (model
+    their changes have similar sizes (docs/results.md, section 4), while a scaled (model
     replacement) or noise update is several times larger, and its harm to the average grows
     with its size faster than one validation slice's loss shows: a noise update can raise a
     voter's loss less than an honest update trained on another peer's data does. A non-finite
