@@ -33,12 +33,13 @@ GATE_REPUTATION_WEIGHT_BPS = 2000  # share of the on-chain reputation in the gat
 AGGREGATION_SCHEME: Final = "ffa"  # A frozen at the genesis init, B averaged: an exact average
 
 
-def votes_per_peer(submitters: int, *, server: bool = False) -> int:
-    """k: how many other updates each voter evaluates in a round with this many submitters.
-    In server mode the aggregator is the round's only voter, so it evaluates every update."""
+def votes_per_peer(submitters: int, *, server: bool = False, cap: int = MAX_VOTES_PER_PEER) -> int:
+    """k: how many other updates each voter evaluates in a round with this many submitters
+    (`cap`: the protocol's unless an experiment replays another). In server mode the
+    aggregator is the round's only voter, so it evaluates every update."""
     if server:
         return max(0, submitters)
-    return max(0, min(MAX_VOTES_PER_PEER, submitters - 1))
+    return max(0, min(cap, submitters - 1))
 
 
 def assignment_seed(contract: str, round_id: int, closed_at: int) -> bytes:

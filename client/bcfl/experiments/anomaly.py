@@ -417,7 +417,7 @@ def round_k(peers: int, k: int | None = None) -> int:
     """Votes per peer: the protocol's (`bcfl.outcome.votes_per_peer`) unless `k` is given."""
     from bcfl.outcome import votes_per_peer
 
-    return votes_per_peer(peers) if k is None else max(0, min(k, peers - 1))
+    return votes_per_peer(peers) if k is None else votes_per_peer(peers, cap=k)
 
 
 def decide_votes(

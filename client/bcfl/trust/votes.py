@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,11 +157,10 @@ def oversized(norms: Sequence[float], own: float | None, *, ratio: float = MAX_N
     """
     if ratio <= 0:
         raise ValueError(f"norm ratio must be positive, got {ratio}")
-    finite = sorted(n for n in norms if math.isfinite(n))
+    finite = [n for n in norms if math.isfinite(n)]
     reference = own
     if reference is None and finite:
-        mid = len(finite) // 2
-        reference = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
+        reference = statistics.median(finite)
     if reference is None or not math.isfinite(reference) or reference <= 0:
         return [not math.isfinite(n) for n in norms]
     return [not (math.isfinite(n) and n <= ratio * reference) for n in norms]
@@ -205,11 +205,10 @@ def vote_values(
         raise ValueError(f"vote tolerance must be >= 0, got {tolerance}")
     if not 0.0 <= median_share <= 1.0:
         raise ValueError(f"median share must be in [0, 1], got {median_share}")
-    finite = sorted(x for x in losses if math.isfinite(x))
+    finite = [x for x in losses if math.isfinite(x)]
     reference = base_loss
     if against_median and len(finite) >= 2:
-        mid = len(finite) // 2
-        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
+        median = statistics.median(finite)
         reference = base_loss - median_share * max(0.0, base_loss - median)
     out = []
     for loss in losses:
