@@ -28,9 +28,9 @@ def test_matrix_holds_every_voter_s_loss_of_every_update(matrix: LossMatrix) -> 
     assert len(matrix.bad) == 1
     attacker = matrix.bad[0]
     assert matrix.names[:4] == [f"honest/{i}" for i in range(4)]
-    assert {f"{a}/{attacker}" for a in ("sign-flip", "free-rider", "label-flip", "backdoor")} <= set(
-        matrix.names
-    )
+    # Only the updates the asked attacks need are made (the ring submits sign-flipped ones).
+    assert matrix.names[4:] == [f"{a}/{attacker}" for a in ("label-flip", "sign-flip", "free-rider")]
+    assert matrix.has("ring") and not matrix.has("backdoor") and not matrix.has("scaling")
     assert len(matrix.loss) == 4 and all(len(row) == len(matrix.names) for row in matrix.loss)
     # A free-rider resubmits the base: every voter's loss of it is the base loss to the last bit.
     free = matrix.names.index(f"free-rider/{attacker}")
@@ -87,3 +87,27 @@ def test_trained_updates_are_saved_and_reused_only_for_the_same_training(tmp_pat
     train_updates(dataclasses.replace(TINY, val_examples=4), 0, 0.25, _NoTraining(), cache)
     with pytest.raises(AssertionError, match="retrained"):
         train_updates(dataclasses.replace(TINY, learning_rate=1e-3), 0, 0.25, _NoTraining(), cache)
+    with pytest.raises(AssertionError, match="retrained"):  # another attack needs other updates
+        train_updates(dataclasses.replace(TINY, attacks=("backdoor",)), 0, 0.25, _NoTraining(), cache)
+    with pytest.raises(AssertionError, match="retrained"):
+        train_updates(dataclasses.replace(TINY, warmup_rounds=2), 0, 0.25, _NoTraining(), cache)
+
+
+def test_a_saved_matrix_without_an_asked_attack_is_rebuilt(
+    tmp_path: Path, matrix: LossMatrix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gate_replay, "build_matrix", lambda cfg, seed, fraction, cache=None: matrix)
+    run(tmp_path, TINY, seeds=[0], ks=[3], draws=1, fraction=0.25)
+    asked: list[tuple[str, ...]] = []
+
+    def rebuilt(cfg: SweepConfig, seed: int, fraction: float, cache: object = None) -> LossMatrix:
+        asked.append(cfg.attacks)
+        return matrix
+
+    monkeypatch.setattr(gate_replay, "build_matrix", rebuilt)
+    run(tmp_path, dataclasses.replace(TINY, attacks=("ring",)), seeds=[0], ks=[3], draws=1, fraction=0.25)
+    assert asked == []  # a subset of what the saved matrix holds
+    with_backdoor = dataclasses.replace(TINY, attacks=("backdoor",))
+    with pytest.raises(ValueError):  # the stand-in matrix lacks it, so replaying it fails loudly
+        run(tmp_path, with_backdoor, seeds=[0], ks=[3], draws=1, fraction=0.25)
+    assert asked == [("backdoor",)]

@@ -55,6 +55,12 @@ class LossMatrix:
     norms: list[float]  # norms[u]: the L2 norm of update u
     samples: list[int]  # training examples per peer
 
+    def has(self, attack: str) -> bool:
+        """Whether the matrix holds the updates replaying `attack` needs."""
+        return attack == "none" or any(
+            n.startswith(f"{'sign-flip' if attack == 'ring' else attack}/") for n in self.names
+        )
+
     def column(self, attack: str, peer: int) -> int:
         """The update peer `peer` submits under `attack` (the ring submits sign-flipped ones)."""
         if peer not in self.bad or attack == "none":
@@ -72,16 +78,30 @@ TRAINING_FIELDS = (
 MATRIX_FIELDS = (*TRAINING_FIELDS, "val_examples")
 
 
+def attack_kinds(attacks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The (data, update) attacks whose updates replaying `attacks` needs (the ring submits
+    sign-flipped updates), in the sweep's order."""
+    wanted = {"sign-flip" if a == "ring" else a for a in attacks}
+    return [k for k in DATA_ATTACKS if k in wanted], [k for k in UPDATE_ATTACKS if k in wanted]
+
+
 def train_updates(
     cfg: SweepConfig, seed: int, fraction: float, task: Any, cache: Path | None = None
 ) -> tuple[Vector, dict[str, Vector]]:
-    """The round's base (after the warm-up) and every update of the attacked round, by name;
-    loaded from `cache` (an .npz) when it holds them for the same training settings."""
+    """The round's base (after the warm-up) and every update of the attacked round that
+    `cfg.attacks` needs, by name; loaded from `cache` (an .npz) when it holds them for the same
+    training settings."""
     from bcfl.experiments.anomaly import _corrupt
 
-    settings = json.dumps(
-        {"seed": seed, "fraction": fraction, **{f: getattr(cfg, f) for f in TRAINING_FIELDS}}
-    )
+    data_kinds, update_kinds = attack_kinds(cfg.attacks)
+    trained: dict[str, Any] = {
+        "seed": seed,
+        "fraction": fraction,
+        **{f: getattr(cfg, f) for f in TRAINING_FIELDS},
+    }
+    if data_kinds + update_kinds != [*DATA_ATTACKS, *UPDATE_ATTACKS]:  # a subset: the cache says which
+        trained["kinds"] = data_kinds + update_kinds
+    settings = json.dumps(trained)
     if cache is not None and cache.exists():
         with np.load(cache) as saved:
             if str(saved["settings"]) == settings:
@@ -90,9 +110,9 @@ def train_updates(
     b = task.warm_start()
     updates = {f"honest/{i}": task.delta(b, i, 1) for i in range(cfg.peers)}
     for i in sorted(attackers(cfg.peers, fraction, seed)):
-        for kind in DATA_ATTACKS:
+        for kind in data_kinds:
             updates[f"{kind}/{i}"] = task.delta(b, i, 1, kind)
-        for kind in UPDATE_ATTACKS:  # the sweep's own corruption of round 1's update
+        for kind in update_kinds:  # the sweep's own corruption of round 1's update
             updates[f"{kind}/{i}"] = _corrupt(kind, updates[f"honest/{i}"], cfg, seed * 100_000 + 100 + i)
     if cache is not None:
         arrays = {f"update{i}": v for i, v in enumerate(updates.values())}
@@ -126,8 +146,10 @@ def load_or_build(out_dir: Path, cfg: SweepConfig, seed: int, fraction: float) -
         doc = json.loads(path.read_text(encoding="utf-8"))
         saved, wanted = doc.get("config", {}), settings["config"]
         # The vote rule's settings are replayed, not measured: only these decide the matrix.
-        if doc.get("fraction") == fraction and all(saved.get(f) == wanted[f] for f in MATRIX_FIELDS):
-            return LossMatrix(**doc["matrix"])
+        same = doc.get("fraction") == fraction and all(saved.get(f) == wanted[f] for f in MATRIX_FIELDS)
+        matrix = LossMatrix(**doc["matrix"]) if same else None
+        if matrix is not None and all(matrix.has(a) for a in cfg.attacks):
+            return matrix
     out_dir.mkdir(parents=True, exist_ok=True)
     matrix = build_matrix(cfg, seed, fraction, out_dir / f"updates-seed{seed}.npz")
     path.write_text(json.dumps({**settings, "matrix": asdict(matrix)}), encoding="utf-8")
@@ -261,7 +283,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"
     )
-    parser.add_argument("--attacks", default=",".join(ATTACKS))
+    parser.add_argument(
+        "--warmup-rounds", type=int, default=QUICK.warmup_rounds, help="honest rounds before the attacked one"
+    )
+    parser.add_argument("--attacks", default=",".join(ATTACKS), help="only these attacks' updates are made")
     parser.add_argument("--jobs", type=int, default=1, help="seeds' matrices built in this many processes")
     args = parser.parse_args(argv)
     cfg = replace(
@@ -270,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         learning_rate=args.learning_rate,
         val_examples=args.val_examples,
         vote_median_share=args.median_share,
+        warmup_rounds=args.warmup_rounds,
         attacks=tuple(args.attacks.split(",")),
     )
     given = list(sys.argv[1:] if argv is None else argv)
