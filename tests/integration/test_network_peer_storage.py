@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,11 +81,31 @@ def test_dead_peers_then_the_inner_store(tmp_path: Path) -> None:
             planned.get_directory(cid)
         outcomes = [e.outcome for e in planned.events]
         assert (
-            "could not be asked" in outcomes[0] and "not held" in outcomes[1] and "not found" in outcomes[2]
+            "could not be reached" in outcomes[0] and "not held" in outcomes[1] and "not found" in outcomes[2]
         )
         stores[1].put_directory(ADAPTER)
         assert planned.get_directory(cid) == ADAPTER  # held locally now: no peer asked
         assert planned.events[-1].peer == "inner"
+
+
+def test_an_unreachable_peer_is_left_out_of_routes_for_a_while(tmp_path: Path) -> None:
+    stores = _stores(tmp_path, 2)
+    objects = [os.urandom(1000) for _ in range(3)]
+    cids = [stores[0].put(o) for o in objects]
+    dead = Address("127.0.0.1", 9)  # discard port: nothing listens
+    with ObjectServer(stores[0]) as live:
+        planned = PlannedStorage(
+            stores[1], dict.fromkeys(cids, [dead, live.address]), connect_timeout=1.0, unreachable_for=0.5
+        )
+        assert planned.get(cids[0]) == objects[0]
+        assert planned.get(cids[1]) == objects[1]
+        where = f"{dead.host}:{dead.port}"
+        assert [e.peer for e in planned.events].count(where) == 1  # asked for the first object only
+        assert planned.route(cids[2]) == [live.address]
+        time.sleep(0.6)  # the set-aside time is over: the dead peer is tried again first
+        assert planned.route(cids[2]) == [dead, live.address]
+        assert planned.get(cids[2]) == objects[2]
+        assert [e.peer for e in planned.events].count(where) == 2
 
 
 def test_routes_follow_the_plan(tmp_path: Path) -> None:

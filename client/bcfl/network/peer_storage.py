@@ -8,7 +8,9 @@ any change to its round loop. Writes, pins and `has` go to the inner storage. A 
 - each answer is checked against the CID asked for (`cid_of_bytes` / `cid_of_directory`);
   bytes that do not match are discarded and that peer is not asked again by this storage;
 - a peer that cannot be reached, drops the connection, says it does not hold the object or
-  sends more than `max_bytes` is skipped;
+  sends more than `max_bytes` is skipped; one that cannot be reached at all (no connection)
+  is left out of every route for `unreachable_for` seconds, so a dead peer costs one connect
+  timeout, not one per object routed through it;
 - what arrives is put into the inner storage, so this peer then serves it on to the peers
   whose routes name it (relaying along the plan);
 - when no peer on the route delivers, the inner storage is asked (IPFS resolves it from
@@ -44,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import socketserver
 import threading
@@ -82,6 +85,10 @@ _T = TypeVar("_T")
 
 class PeerFetchError(StorageError):
     """One peer did not deliver an object (the storage then asks the next one)."""
+
+
+class PeerUnreachable(PeerFetchError):
+    """No connection to the peer could be made (nothing listens, or the host is down)."""
 
 
 # ---------------------------------------------------------------- serving
@@ -239,7 +246,11 @@ def fetch_payload(
     where = f"peer {address.host}:{address.port}"
     relay = f" {hops}" if hops > 0 else ""
     try:
-        with socket.create_connection((address.host, address.port), timeout=timeout) as sock:
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+    except OSError as exc:
+        raise PeerUnreachable(f"{where} could not be reached for {cid}: {exc}") from None
+    try:
+        with sock:
             # A relay answers after its own fetch: allow each hop its connect time and wait.
             sock.settimeout((timeout + wait) * (1 + hops))
             sock.sendall(f"GET {cid} {kind} {int(wait * 1000)}{relay}\n".encode("ascii"))
@@ -282,6 +293,8 @@ class PlannedStorage:
     connect_timeout: float = 5.0
     events: list[FetchEvent] = field(default_factory=list)
     banned: set[Address] = field(default_factory=set)  # peers caught serving bytes of another CID
+    unreachable_for: float = 30.0  # seconds a peer that took no connection is left out of routes
+    unreachable: dict[Address, float] = field(default_factory=dict)  # peer -> monotonic time it failed
     fetched_bytes: int = 0  # bytes received from peers (verified), this storage's lifetime
     # One fetch per object at a time: the node and relay requests it serves share the result.
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
@@ -309,7 +322,13 @@ class PlannedStorage:
     def route_of(self, cid: str) -> Route:
         found = self.routes(cid) if callable(self.routes) else self.routes.get(cid, ())
         route = found if isinstance(found, Route) else Route(tuple(found))
-        return Route(tuple(a for a in route.peers if a not in self.banned), route.relay_hops, route.wait)
+        now = time.monotonic()
+        usable = tuple(
+            a
+            for a in route.peers
+            if a not in self.banned and now - self.unreachable.get(a, -math.inf) >= self.unreachable_for
+        )
+        return Route(usable, route.relay_hops, route.wait)
 
     def route(self, cid: str) -> list[Address]:
         return list(self.route_of(cid).peers)
@@ -388,6 +407,16 @@ class PlannedStorage:
                 if not matches(payload):
                     self.banned.add(address)
                     raise IntegrityError(f"peer {where} served bytes that are not {cid}")
+            except PeerUnreachable as exc:
+                self.unreachable[address] = time.monotonic()
+                self.events.append(FetchEvent(cid, where, str(exc), time.monotonic() - started))
+                log.info(
+                    "peer %s is unreachable, left out of routes for %.0f s: %s",
+                    where,
+                    self.unreachable_for,
+                    exc,
+                )
+                continue
             except (PeerFetchError, ObjectTooLarge, IntegrityError) as exc:
                 self.events.append(FetchEvent(cid, where, str(exc), time.monotonic() - started))
                 log.info("peer %s did not deliver %s: %s", where, cid, exc)
