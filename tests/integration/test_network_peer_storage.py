@@ -95,7 +95,7 @@ def test_an_unreachable_peer_is_left_out_of_routes_for_a_while(tmp_path: Path) -
     dead = Address("127.0.0.1", 9)  # discard port: nothing listens
     with ObjectServer(stores[0]) as live:
         planned = PlannedStorage(
-            stores[1], dict.fromkeys(cids, [dead, live.address]), connect_timeout=1.0, unreachable_for=0.5
+            stores[1], {cid: [dead, live.address] for cid in cids}, connect_timeout=1.0, unreachable_for=0.5
         )
         assert planned.get(cids[0]) == objects[0]
         assert planned.get(cids[1]) == objects[1]

@@ -111,3 +111,23 @@ def test_a_saved_matrix_without_an_asked_attack_is_rebuilt(
     with pytest.raises(ValueError):  # the stand-in matrix lacks it, so replaying it fails loudly
         run(tmp_path, with_backdoor, seeds=[0], ks=[3], draws=1, fraction=0.25)
     assert asked == [("backdoor",)]
+
+
+def test_baselines_decide_the_round_on_the_same_updates(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY, attacks=("sign-flip",))
+    defences = ["none", "multi-krum", "fltrust"]
+    rows = run(tmp_path, cfg, seeds=[0], ks=[3], draws=2, fraction=0.25, baselines=defences)
+    found = {(r["attack"], r["defence"]): r for r in rows if r["experiment"] == "gate-replay-baseline"}
+    assert set(found) == {(a, d) for a in ("none", "sign-flip") for d in defences}
+    # No defence includes every update, the sign-flipper's too.
+    assert (found["sign-flip", "none"]["precision"], found["sign-flip", "none"]["recall"]) == (0.75, 1.0)
+    assert found["none", "none"]["precision"] == 1.0
+    matrix = gate_replay.load_or_build(tmp_path, cfg, 0, 0.25)
+    base, updates = train_updates(cfg, 0, 0.25, _NoTraining(), tmp_path / "updates-seed0.npz")
+    tp, fp, fn = gate_replay.baseline_counts(matrix, updates, "sign-flip", "multi-krum", None)
+    assert tp + fp == 3 and tp + fn == 3  # told f = 1, Multi-Krum keeps n - f of the 4
+    # FLTrust's root-set update is trained once and saved beside the updates.
+    root = gate_replay.root_update(cfg, 0, base, tmp_path / "root-seed0.npz")
+    assert root.shape == base.shape and np.any(root != 0)
+    table = (tmp_path / "table.md").read_text()
+    assert "| sign-flip | multi-krum |" in table and "| sign-flip | fltrust |" in table

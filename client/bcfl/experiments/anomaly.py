@@ -322,19 +322,24 @@ def _corrupt(attack: str, delta: Vector, cfg: SweepConfig, seed: int) -> Vector:
     return result
 
 
+def defence_params(name: str, attackers: int, peers: int) -> dict[str, Any]:
+    """A defence's parameters in the sweep: the true attacker count where a baseline needs one
+    (Krum's f, trimmed mean's beta), which favours it; the gate's decision as 1/0 scores."""
+    if name in ("krum", "multi-krum"):
+        return {"f": attackers}
+    if name == "trimmed-mean":
+        return {"beta": min(0.45, attackers / peers)}
+    if name == "pagerank":
+        return {"threshold": 0.5}
+    return {}
+
+
 def simulate(task: LoraTask, attack: str, fraction: float, defence_name: str) -> dict[str, Any]:
     """One federation under one attack and one defence; returns the cell's measurements."""
     cfg, seed = task.cfg, task.seed
     bad = attackers(cfg.peers, fraction, seed) if attack != "none" else set()
     peers = [address(i) for i in range(cfg.peers)]
-    params: dict[str, Any] = {}
-    if defence_name in ("krum", "multi-krum"):
-        params["f"] = len(bad)
-    if defence_name == "trimmed-mean":
-        params["beta"] = min(0.45, len(bad) / cfg.peers)
-    if defence_name == "pagerank":
-        params["threshold"] = 0.5  # the gate's decision arrives as 1/0 scores
-    defence = make_defence(defence_name, **params)
+    defence = make_defence(defence_name, **defence_params(defence_name, len(bad), cfg.peers))
     reputation = dict.fromkeys(peers, cfg.initial_reputation_ppm)
     samples = {address(i): len(task.shards[i].train) for i in range(cfg.peers)}
     history: dict[str, Vector] = {}

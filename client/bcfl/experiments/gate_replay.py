@@ -23,6 +23,7 @@ more votes per peer buy.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -35,12 +36,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bcfl.experiments.anomaly import ATTACKS, QUICK, SweepConfig, address, attackers, decide_votes, round_k
+from bcfl.experiments.anomaly import (
+    ATTACKS,
+    QUICK,
+    SweepConfig,
+    address,
+    attackers,
+    decide_votes,
+    defence_params,
+    round_k,
+)
 from bcfl.experiments.results import ResultLog, command_line, markdown_table, per_seed
+from bcfl.trust.defences import DEFENCES, UpdateSet, make_defence
 
 Vector = npt.NDArray[np.float32]
 UPDATE_ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider")
 DATA_ATTACKS = ("label-flip", "backdoor")
+BASELINES = tuple(d for d in DEFENCES if d != "pagerank")
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ def attack_kinds(attacks: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def train_updates(
-    cfg: SweepConfig, seed: int, fraction: float, task: Any, cache: Path | None = None
+    cfg: SweepConfig, seed: int, fraction: float, task: Any | None, cache: Path | None = None
 ) -> tuple[Vector, dict[str, Vector]]:
     """The round's base (after the warm-up) and every update of the attacked round that
     `cfg.attacks` needs, by name; loaded from `cache` (an .npz) when it holds them for the same
@@ -107,6 +119,10 @@ def train_updates(
             if str(saved["settings"]) == settings:
                 names = [str(n) for n in saved["names"]]
                 return saved["base"], {n: saved[f"update{i}"] for i, n in enumerate(names)}
+    if task is None:  # nothing saved for these settings: train them
+        from bcfl.experiments.anomaly import LoraTask
+
+        task = LoraTask(cfg, seed)
     b = task.warm_start()
     updates = {f"honest/{i}": task.delta(b, i, 1) for i in range(cfg.peers)}
     for i in sorted(attackers(cfg.peers, fraction, seed)):
@@ -115,8 +131,9 @@ def train_updates(
         for kind in update_kinds:  # the sweep's own corruption of round 1's update
             updates[f"{kind}/{i}"] = _corrupt(kind, updates[f"honest/{i}"], cfg, seed * 100_000 + 100 + i)
     if cache is not None:
-        arrays = {f"update{i}": v for i, v in enumerate(updates.values())}
-        np.savez(cache, settings=np.array(settings), names=np.array(list(updates)), base=b, **arrays)
+        arrays: dict[str, Any] = {f"update{i}": v for i, v in enumerate(updates.values())}
+        arrays |= {"settings": np.array(settings), "names": np.array(list(updates)), "base": b}
+        np.savez(cache, **arrays)
     return b, updates
 
 
@@ -200,6 +217,75 @@ def rates(counts: Sequence[tuple[int, int, int]]) -> dict[str, float]:
     }
 
 
+def root_update(cfg: SweepConfig, seed: int, base: Vector, cache: Path) -> Vector:
+    """FLTrust's reference for the replayed round: an update trained from the round's base on
+    the clean root set (as the sweep trains it), saved to `cache` and reused for the same base."""
+    from bcfl.experiments.anomaly import LoraTask
+
+    digest = hashlib.sha256(base.tobytes()).hexdigest()
+    settings = json.dumps({"seed": seed, "base": digest, **{f: getattr(cfg, f) for f in ROOT_FIELDS}})
+    if cache.exists():
+        with np.load(cache) as saved:
+            if str(saved["settings"]) == settings:
+                return np.asarray(saved["root"])
+    root = LoraTask(cfg, seed).delta(base, -1, 1)
+    np.savez(cache, settings=np.array(settings), root=root)
+    return root
+
+
+ROOT_FIELDS = (*TRAINING_FIELDS, "root_examples")
+
+
+def baseline_counts(
+    matrix: LossMatrix, updates: dict[str, Vector], attack: str, defence: str, reference: Vector | None
+) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of one baseline defence's included set
+    on the replayed round's real updates (the sweep's round 1: history is the round itself)."""
+    n = len(matrix.base)
+    peers = [address(i) for i in range(n)]
+    bad = {peers[i] for i in matrix.bad} if attack != "none" else set()
+    vectors = {peers[i]: updates[matrix.names[matrix.column(attack, i)]] for i in range(n)}
+    chosen = make_defence(defence, **defence_params(defence, len(bad), n)).decide(
+        UpdateSet(
+            vectors=vectors,
+            samples={a: matrix.samples[i] for i, a in enumerate(peers)},
+            reference=reference,
+            history=vectors,
+        )
+    )
+    honest = set(peers) - bad
+    return len(chosen.included & honest), len(chosen.included & bad), len(honest - chosen.included)
+
+
+def baseline_rows(
+    out_dir: Path, cfg: SweepConfig, matrices: Sequence[LossMatrix], fraction: float, defences: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every baseline on the same updates the gate was replayed on (one decision per seed: the
+    baselines do not depend on who evaluates whom)."""
+    loaded = []
+    for m in matrices:
+        base, updates = train_updates(cfg, m.seed, fraction, None, out_dir / f"updates-seed{m.seed}.npz")
+        reference = (
+            root_update(cfg, m.seed, base, out_dir / f"root-seed{m.seed}.npz")
+            if "fltrust" in defences
+            else None
+        )
+        loaded.append((m, updates, reference))
+    rows = []
+    for attack in ("none", *cfg.attacks):
+        for defence in defences:
+            counted = [[baseline_counts(m, u, attack, defence, r)] for m, u, r in loaded]
+            rows.append(
+                {
+                    "experiment": "gate-replay-baseline", "model": cfg.model, "peers": cfg.peers,
+                    "fraction": fraction, "defence": defence, "attack": attack,
+                    "seeds": [m.seed for m in matrices], **rates([c for cs in counted for c in cs]),
+                    "per_seed": [rates(cs) for cs in counted],
+                }
+            )  # fmt: skip
+    return rows
+
+
 def run(
     out_dir: Path,
     cfg: SweepConfig,
@@ -210,6 +296,7 @@ def run(
     fraction: float = 0.30,
     jobs: int = 1,
     command: str = "python -m bcfl.experiments.gate_replay OUT",
+    baselines: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     log = ResultLog(out_dir, command=command)
     started = time.perf_counter()
@@ -227,9 +314,12 @@ def run(
             }  # fmt: skip
             log.append(record)
             rows.append(record)
+    others = baseline_rows(out_dir, cfg, matrices, fraction, baselines) if baselines else []
+    for record in others:
+        log.append(record)
     elapsed = time.perf_counter() - started
-    write_table(out_dir, rows, cfg, fraction, draws, seeds, command, built_s, elapsed)
-    return rows
+    write_table(out_dir, rows, cfg, fraction, draws, seeds, command, built_s, elapsed, others)
+    return rows + others
 
 
 def write_table(
@@ -242,6 +332,7 @@ def write_table(
     command: str,
     built_s: float,
     elapsed: float,
+    baselines: Sequence[dict[str, Any]] = (),
 ) -> None:
     def by_seed(r: dict[str, Any], key: str) -> str:
         return " / ".join(f"{s[key]:.3f}" for s in r["per_seed"])
@@ -260,7 +351,27 @@ def write_table(
         f"{draws} assignment draws per seed over seeds {', '.join(map(str, seeds))}, one round each, "
         f"fresh reputation. Matrices {built_s:.0f} s, total {elapsed:.0f} s. Command: `{command}`.\n\n"
     )
-    (out_dir / "table.md").write_text(note + markdown_table(header, body), encoding="utf-8")
+    text = note + markdown_table(header, body)
+    if baselines:
+        text += (
+            "\nBaselines on the same updates (one decision per seed; Krum, Multi-Krum and trimmed "
+            "mean told the true attacker count, FLTrust given a clean root-set update):\n\n"
+        )
+        text += markdown_table(
+            ("attack", "defence", "precision", "recall", "per seed P", "per seed R"),
+            [
+                [
+                    r["attack"],
+                    r["defence"],
+                    f"{r['precision']:.3f}",
+                    f"{r['recall']:.3f}",
+                    by_seed(r, "precision"),
+                    by_seed(r, "recall"),
+                ]
+                for r in baselines
+            ],
+        )
+    (out_dir / "table.md").write_text(text, encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -288,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="only these attacks' updates are made")
     parser.add_argument("--jobs", type=int, default=1, help="seeds' matrices built in this many processes")
+    parser.add_argument(
+        "--baselines",
+        nargs="?",
+        const=",".join(BASELINES),
+        default="",
+        help="also decide the round with these baseline defences (default when given: all)",
+    )
     args = parser.parse_args(argv)
     cfg = replace(
         QUICK,
@@ -309,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fraction=args.fraction,
         jobs=args.jobs,
         command=command,
+        baselines=[d for d in args.baselines.split(",") if d],
     )
 
 
