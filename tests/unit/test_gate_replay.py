@@ -36,6 +36,12 @@ def test_matrix_holds_every_voter_s_loss_of_every_update(matrix: LossMatrix) -> 
     free = matrix.names.index(f"free-rider/{attacker}")
     assert [row[free] for row in matrix.loss] == matrix.base
     assert matrix.column("ring", attacker) == matrix.names.index(f"sign-flip/{attacker}")
+    changes = gate_replay.loss_changes(matrix)
+    assert list(changes) == ["honest", "label-flip", "sign-flip", "free-rider"]
+    assert len(changes["honest"]) == 4 and changes["free-rider"] == [0.0]
+    honest = matrix.names.index("honest/0")  # voters 1-3 judge peer 0's update; the median of 3
+    expected = sorted((matrix.loss[v][honest] - matrix.base[v]) / matrix.base[v] for v in (1, 2, 3))[1]
+    assert changes["honest"][0] == expected
     assert matrix.column("ring", (attacker + 1) % 4) == (attacker + 1) % 4
 
 
@@ -131,3 +137,4 @@ def test_baselines_decide_the_round_on_the_same_updates(tmp_path: Path) -> None:
     assert root.shape == base.shape and np.any(root != 0)
     table = (tmp_path / "table.md").read_text()
     assert "| sign-flip | multi-krum |" in table and "| sign-flip | fltrust |" in table
+    assert "| seed | median base loss L0 | honest | sign-flip |" in table

@@ -207,6 +207,21 @@ def replay(matrix: LossMatrix, cfg: SweepConfig, attack: str, draw: int, k: int)
     return len(included & honest), len(included & bad), len(honest - included)
 
 
+def loss_changes(matrix: LossMatrix) -> dict[str, list[float]]:
+    """What the voters saw: per kind of update ("honest", or the attack), each update's median
+    over the other voters of its relative loss change (L - L0) / L0, in the matrix's order."""
+    out: dict[str, list[float]] = {}
+    for u, name in enumerate(matrix.names):
+        kind, peer = name.split("/")
+        changes = [
+            (matrix.loss[v][u] - matrix.base[v]) / matrix.base[v]
+            for v in range(len(matrix.base))
+            if v != int(peer)
+        ]
+        out.setdefault(kind, []).append(float(np.median(changes)))
+    return out
+
+
 def rates(counts: Sequence[tuple[int, int, int]]) -> dict[str, float]:
     tp, fp, fn = (sum(c[i] for c in counts) for i in range(3))
     return {
@@ -302,6 +317,12 @@ def run(
     started = time.perf_counter()
     matrices = per_seed(partial(load_or_build, out_dir, cfg, fraction=fraction), seeds, jobs)
     built_s = time.perf_counter() - started
+    seen = [
+        {"seed": m.seed, "base_loss_median": float(np.median(m.base)), "changes": loss_changes(m)}
+        for m in matrices
+    ]
+    for record in seen:
+        log.append({"experiment": "gate-replay-losses", "model": cfg.model, **record})
     rows = []
     for k in ks:
         for attack in ("none", *cfg.attacks):
@@ -318,7 +339,7 @@ def run(
     for record in others:
         log.append(record)
     elapsed = time.perf_counter() - started
-    write_table(out_dir, rows, cfg, fraction, draws, seeds, command, built_s, elapsed, others)
+    write_table(out_dir, rows, cfg, fraction, draws, seeds, command, built_s, elapsed, others, seen)
     return rows + others
 
 
@@ -333,6 +354,7 @@ def write_table(
     built_s: float,
     elapsed: float,
     baselines: Sequence[dict[str, Any]] = (),
+    seen: Sequence[dict[str, Any]] = (),
 ) -> None:
     def by_seed(r: dict[str, Any], key: str) -> str:
         return " / ".join(f"{s[key]:.3f}" for s in r["per_seed"])
@@ -352,6 +374,20 @@ def write_table(
         f"fresh reputation. Matrices {built_s:.0f} s, total {elapsed:.0f} s. Command: `{command}`.\n\n"
     )
     text = note + markdown_table(header, body)
+    if seen:
+        text += (
+            "\nWhat the voters saw: each update's median over the other voters of its relative "
+            "validation-loss change (L - L0) / L0, the range over the updates of each kind:\n\n"
+        )
+        kinds = list(seen[0]["changes"])
+        text += markdown_table(
+            ("seed", "median base loss L0", *kinds),
+            [
+                [s["seed"], f"{s['base_loss_median']:.3f}"]
+                + [f"{min(s['changes'][k]):+.3f} to {max(s['changes'][k]):+.3f}" for k in kinds]
+                for s in seen
+            ],
+        )
     if baselines:
         text += (
             "\nBaselines on the same updates (one decision per seed; Krum, Multi-Krum and trimmed "
