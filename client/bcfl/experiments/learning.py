@@ -53,6 +53,11 @@ class Setup:
     round_eval_examples: int  # per-round curve (0: final evaluation only)
     probe_steps: int
     server_lr: float = 1.0  # the aggregate taken as base + server_lr x (mean - base)
+    lora_rank: int = 8  # every method's adapter; alpha = 2 x rank keeps the scaling at 2
+
+    @property
+    def lora(self) -> LoraSpec:
+        return LoraSpec(rank=self.lora_rank, alpha=2.0 * self.lora_rank)
 
     @property
     def total_steps(self) -> int:
@@ -85,15 +90,12 @@ FULL = Setup(
 )
 
 
-LORA = LoraSpec(rank=8, alpha=16)  # every method's adapter
-
-
 def _train_cfg(setup: Setup, scheme: LoraScheme, steps: int, seed: int) -> TrainConfig:
     return TrainConfig(
         steps=steps,
         batch_size=setup.batch_size,
         learning_rate=setup.learning_rate,
-        lora=LORA,
+        lora=setup.lora,
         scheme=scheme,
         task=TaskConfig(setup.max_text_tokens),
         seed=seed,
@@ -131,7 +133,7 @@ def federated(
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
     (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
     trains B in odd rounds and A in even ones, each round's average exact."""
-    global_state = init_adapter(base, LORA, seed=0, a_init=a_init)
+    global_state = init_adapter(base, setup.lora, seed=0, a_init=a_init)
     curve: list[tuple[int, float]] = []
     wire: list[int] = []
     raw: list[int] = []
@@ -184,6 +186,7 @@ def run(
     rounds: int | None = None,
     server_lr: float = 1.0,
     a_init: str = "random",
+    rank: int = 8,
 ) -> None:
     """Run the experiment's `methods` and write results.jsonl, table.md and PNG plots to
     `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds;
@@ -199,7 +202,7 @@ def run(
                 f"{setup.total_steps} steps over {setup.peers} peers do not split into {rounds} rounds"
             )
         setup = replace(setup, rounds=rounds, local_steps=setup.total_steps // (setup.peers * rounds))
-    setup = replace(setup, server_lr=server_lr)
+    setup = replace(setup, server_lr=server_lr, lora_rank=rank)
     command = (
         f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}"
         + (" --quick" if quick else "")
@@ -207,6 +210,7 @@ def run(
         + (f" --rounds {rounds}" if rounds is not None else "")
         + (f" --server-lr {server_lr:g}" if server_lr != 1.0 else "")
         + (f" --a-init {a_init}" if a_init != "random" else "")
+        + (f" --rank {rank}" if rank != 8 else "")
     )
     log = ResultLog(out_dir, command=command)
     started = time.monotonic()
@@ -339,7 +343,7 @@ def run(
         f"{setup.peers} peers, Dirichlet alpha 0.5, "
         f"{setup.rounds} rounds x {setup.local_steps} local steps; centralised {setup.total_steps} steps "
         f"(same total). Batch {setup.batch_size}, lr {setup.learning_rate}, server lr {setup.server_lr:g}, "
-        "LoRA r=8 alpha=16 on q/k/v/o.\n\n"
+        f"LoRA r={setup.lora.rank} alpha={setup.lora.alpha:g} on q/k/v/o.\n\n"
     )
     partition_md = summary_table(shards, splits.label_names)
     (out_dir / "table.md").write_text(
@@ -529,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset to run")
     parser.add_argument("--rounds", type=int, help="federated rounds (same total steps; default per setup)")
     parser.add_argument("--server-lr", type=float, default=1.0, help="scale of each round's averaged change")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank of every method (alpha = 2 x rank)")
     parser.add_argument(
         "--a-init",
         choices=A_INITS,
@@ -545,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=a.rounds,
         server_lr=a.server_lr,
         a_init=a.a_init,
+        rank=a.rank,
     )
     return 0
 
