@@ -55,6 +55,11 @@ DATA_ATTACKS = ("label-flip", "backdoor")
 BASELINES = tuple(d for d in DEFENCES if d != "pagerank")
 
 
+def submitted(attack: str) -> str:
+    """The kind of update an attacker submits under `attack` (the ring submits sign-flipped ones)."""
+    return "sign-flip" if attack == "ring" else attack
+
+
 @dataclass(frozen=True)
 class LossMatrix:
     """Every peer's validation loss of the base and of every update of one attacked round."""
@@ -69,15 +74,13 @@ class LossMatrix:
 
     def has(self, attack: str) -> bool:
         """Whether the matrix holds the updates replaying `attack` needs."""
-        return attack == "none" or any(
-            n.startswith(f"{'sign-flip' if attack == 'ring' else attack}/") for n in self.names
-        )
+        return attack == "none" or any(n.startswith(f"{submitted(attack)}/") for n in self.names)
 
     def column(self, attack: str, peer: int) -> int:
         """The update peer `peer` submits under `attack` (the ring submits sign-flipped ones)."""
         if peer not in self.bad or attack == "none":
             return self.names.index(f"honest/{peer}")
-        return self.names.index(f"{'sign-flip' if attack == 'ring' else attack}/{peer}")
+        return self.names.index(f"{submitted(attack)}/{peer}")
 
 
 # What the trained updates depend on: a saved set of updates is reused only if these match.
@@ -88,12 +91,12 @@ TRAINING_FIELDS = (
 
 
 MATRIX_FIELDS = (*TRAINING_FIELDS, "val_examples")
+ROOT_FIELDS = (*TRAINING_FIELDS, "root_examples")  # and the base it starts from
 
 
 def attack_kinds(attacks: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The (data, update) attacks whose updates replaying `attacks` needs (the ring submits
-    sign-flipped updates), in the sweep's order."""
-    wanted = {"sign-flip" if a == "ring" else a for a in attacks}
+    """The (data, update) attacks whose updates replaying `attacks` needs, in the sweep's order."""
+    wanted = {submitted(a) for a in attacks}
     return [k for k in DATA_ATTACKS if k in wanted], [k for k in UPDATE_ATTACKS if k in wanted]
 
 
@@ -246,9 +249,6 @@ def root_update(cfg: SweepConfig, seed: int, base: Vector, cache: Path) -> Vecto
     root = LoraTask(cfg, seed).delta(base, -1, 1)
     np.savez(cache, settings=np.array(settings), root=root)
     return root
-
-
-ROOT_FIELDS = (*TRAINING_FIELDS, "root_examples")
 
 
 def baseline_counts(
