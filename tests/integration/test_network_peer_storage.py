@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -81,31 +82,53 @@ def test_dead_peers_then_the_inner_store(tmp_path: Path) -> None:
             planned.get_directory(cid)
         outcomes = [e.outcome for e in planned.events]
         assert (
-            "could not be reached" in outcomes[0] and "not held" in outcomes[1] and "not found" in outcomes[2]
+            "could not be asked" in outcomes[0] and "not held" in outcomes[1] and "not found" in outcomes[2]
         )
         stores[1].put_directory(ADAPTER)
         assert planned.get_directory(cid) == ADAPTER  # held locally now: no peer asked
         assert planned.events[-1].peer == "inner"
 
 
-def test_an_unreachable_peer_is_left_out_of_routes_for_a_while(tmp_path: Path) -> None:
+def test_a_host_that_does_not_answer_is_left_out_of_routes_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stores = _stores(tmp_path, 2)
     objects = [os.urandom(1000) for _ in range(3)]
     cids = [stores[0].put(o) for o in objects]
-    dead = Address("127.0.0.1", 9)  # discard port: nothing listens
+    down = Address("127.0.0.1", 9)
+    connect = socket.create_connection
+
+    def black_hole(address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+        if address == (down.host, down.port):  # a host that drops every packet
+            raise TimeoutError("timed out")
+        return connect(address, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", black_hole)
     with ObjectServer(stores[0]) as live:
         planned = PlannedStorage(
-            stores[1], {cid: [dead, live.address] for cid in cids}, connect_timeout=1.0, unreachable_for=0.5
+            stores[1], {cid: [down, live.address] for cid in cids}, connect_timeout=1.0, unreachable_for=0.5
         )
         assert planned.get(cids[0]) == objects[0]
         assert planned.get(cids[1]) == objects[1]
-        where = f"{dead.host}:{dead.port}"
+        where = f"{down.host}:{down.port}"
         assert [e.peer for e in planned.events].count(where) == 1  # asked for the first object only
         assert planned.route(cids[2]) == [live.address]
-        time.sleep(0.6)  # the set-aside time is over: the dead peer is tried again first
-        assert planned.route(cids[2]) == [dead, live.address]
+        time.sleep(0.6)  # the set-aside time is over: it is tried again first
+        assert planned.route(cids[2]) == [down, live.address]
         assert planned.get(cids[2]) == objects[2]
         assert [e.peer for e in planned.events].count(where) == 2
+
+
+def test_a_refused_connection_is_asked_again_next_time(tmp_path: Path) -> None:
+    stores = _stores(tmp_path, 2)
+    objects = [os.urandom(1000) for _ in range(2)]
+    cids = [stores[0].put(o) for o in objects]
+    starting = Address("127.0.0.1", 9)  # nothing listens yet: refused at once
+    with ObjectServer(stores[0]) as live:
+        planned = PlannedStorage(stores[1], {cid: [starting, live.address] for cid in cids})
+        assert planned.get(cids[0]) == objects[0] and planned.get(cids[1]) == objects[1]
+        where = f"{starting.host}:{starting.port}"
+        assert [e.peer for e in planned.events].count(where) == 2 and not planned.unreachable
 
 
 def test_routes_follow_the_plan(tmp_path: Path) -> None:

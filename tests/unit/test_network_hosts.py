@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bcfl.network import hosts as hosts_module
 from bcfl.network import testbed
 from bcfl.network.hosts import OBJECT_PORT, LoopbackHosts, TestbedHosts
 from bcfl.network.testbed import Testbed
@@ -18,6 +19,13 @@ def test_loopback_hosts_run_peers_here_on_distinct_ports() -> None:
     assert a.host == b.host == "127.0.0.1" and a.port != b.port
     assert hosts.server(0) == a == hosts.reach_server(0)  # stable per peer
     assert hosts.rates_mbit(0) is None
+
+
+def test_loopback_hosts_never_hand_one_port_to_two_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    offered = iter([47001, 47001, 47001, 47002])  # the kernel offers a released port again
+    monkeypatch.setattr(hosts_module, "free_port", lambda: next(offered))
+    hosts = LoopbackHosts()
+    assert [hosts.server(0).port, hosts.server(1).port] == [47001, 47002]
 
 
 def test_testbed_hosts_place_peer_i_on_host_i_with_shaped_or_measured_links() -> None:

@@ -57,7 +57,12 @@ class LoopbackHosts:
 
     def server(self, index: int) -> Address:
         if index not in self._servers:
-            self._servers[index] = Address("127.0.0.1", free_port())
+            # The kernel may hand a just-released port out again: never give two peers one port.
+            taken = {a.port for a in self._servers.values()}
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            self._servers[index] = Address("127.0.0.1", port)
         return self._servers[index]
 
     def rates_mbit(self, index: int) -> tuple[float, float] | None:

@@ -8,9 +8,10 @@ any change to its round loop. Writes, pins and `has` go to the inner storage. A 
 - each answer is checked against the CID asked for (`cid_of_bytes` / `cid_of_directory`);
   bytes that do not match are discarded and that peer is not asked again by this storage;
 - a peer that cannot be reached, drops the connection, says it does not hold the object or
-  sends more than `max_bytes` is skipped; one that cannot be reached at all (no connection)
-  is left out of every route for `unreachable_for` seconds, so a dead peer costs one connect
-  timeout, not one per object routed through it;
+  sends more than `max_bytes` is skipped; one whose host does not answer a connection within
+  `connect_timeout` is left out of every route for `unreachable_for` seconds, so a dead host
+  costs one connect timeout, not one per object routed through it (a refused connection fails
+  at once, e.g. a peer still starting, and is asked again next time);
 - what arrives is put into the inner storage, so this peer then serves it on to the peers
   whose routes name it (relaying along the plan);
 - when no peer on the route delivers, the inner storage is asked (IPFS resolves it from
@@ -88,7 +89,7 @@ class PeerFetchError(StorageError):
 
 
 class PeerUnreachable(PeerFetchError):
-    """No connection to the peer could be made (nothing listens, or the host is down)."""
+    """The peer's host did not answer a connection within the timeout (down or cut off)."""
 
 
 # ---------------------------------------------------------------- serving
@@ -247,8 +248,10 @@ def fetch_payload(
     relay = f" {hops}" if hops > 0 else ""
     try:
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
-    except OSError as exc:
-        raise PeerUnreachable(f"{where} could not be reached for {cid}: {exc}") from None
+    except TimeoutError as exc:  # the costly case: a host that does not answer at all
+        raise PeerUnreachable(f"{where} did not answer within {timeout:g} s for {cid}: {exc}") from None
+    except OSError as exc:  # refused or unroutable: fails at once, so it is asked again next time
+        raise PeerFetchError(f"{where} could not be asked for {cid}: {exc}") from None
     try:
         with sock:
             # A relay answers after its own fetch: allow each hop its connect time and wait.
@@ -293,7 +296,7 @@ class PlannedStorage:
     connect_timeout: float = 5.0
     events: list[FetchEvent] = field(default_factory=list)
     banned: set[Address] = field(default_factory=set)  # peers caught serving bytes of another CID
-    unreachable_for: float = 30.0  # seconds a peer that took no connection is left out of routes
+    unreachable_for: float = 30.0  # seconds a host that timed out on connect is left out of routes
     unreachable: dict[Address, float] = field(default_factory=dict)  # peer -> monotonic time it failed
     fetched_bytes: int = 0  # bytes received from peers (verified), this storage's lifetime
     # One fetch per object at a time: the node and relay requests it serves share the result.
