@@ -76,6 +76,11 @@ class LossMatrix:
         """Whether the matrix holds the updates replaying `attack` needs."""
         return attack == "none" or any(n.startswith(f"{submitted(attack)}/") for n in self.names)
 
+    def roles(self, attack: str) -> tuple[list[str], set[str]]:
+        """The round's peer addresses, and those that attack under `attack`."""
+        peers = [address(i) for i in range(len(self.base))]
+        return peers, ({peers[i] for i in self.bad} if attack != "none" else set())
+
     def column(self, attack: str, peer: int) -> int:
         """The update peer `peer` submits under `attack` (the ring submits sign-flipped ones)."""
         if peer not in self.bad or attack == "none":
@@ -182,9 +187,8 @@ def replay(matrix: LossMatrix, cfg: SweepConfig, attack: str, draw: int, k: int)
     from bcfl.trust.assignment import assignment_table
 
     n = len(matrix.base)
-    peers = [address(i) for i in range(n)]
+    peers, bad = matrix.roles(attack)
     column = {peers[i]: matrix.column(attack, i) for i in range(n)}
-    bad = {peers[i] for i in matrix.bad} if attack != "none" else set()
     ring = bad if attack == "ring" else set()
     seed = f"bcfl/gate-replay/{matrix.seed}/{draw}".encode()
     assignment = assignment_table(seed, peers, peers, round_k(n, k))
@@ -205,7 +209,11 @@ def replay(matrix: LossMatrix, cfg: SweepConfig, attack: str, draw: int, k: int)
         {a: matrix.norms[column[a]] for a in peers},
         ring,
     )
-    included = {s.peer for s in decision.included}
+    return verdict({s.peer for s in decision.included}, peers, bad)
+
+
+def verdict(included: set[str] | frozenset[str], peers: Sequence[str], bad: set[str]) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of an included set: honest in, bad out."""
     honest = set(peers) - bad
     return len(included & honest), len(included & bad), len(honest - included)
 
@@ -257,8 +265,7 @@ def baseline_counts(
     """(true positives, false positives, false negatives) of one baseline defence's included set
     on the replayed round's real updates (the sweep's round 1: history is the round itself)."""
     n = len(matrix.base)
-    peers = [address(i) for i in range(n)]
-    bad = {peers[i] for i in matrix.bad} if attack != "none" else set()
+    peers, bad = matrix.roles(attack)
     vectors = {peers[i]: updates[matrix.names[matrix.column(attack, i)]] for i in range(n)}
     chosen = make_defence(defence, **defence_params(defence, len(bad), n)).decide(
         UpdateSet(
@@ -268,8 +275,7 @@ def baseline_counts(
             history=vectors,
         )
     )
-    honest = set(peers) - bad
-    return len(chosen.included & honest), len(chosen.included & bad), len(honest - chosen.included)
+    return verdict(chosen.included, peers, bad)
 
 
 def baseline_rows(
@@ -289,13 +295,13 @@ def baseline_rows(
     rows = []
     for attack in ("none", *cfg.attacks):
         for defence in defences:
-            counted = [[baseline_counts(m, u, attack, defence, r)] for m, u, r in loaded]
+            counted = [baseline_counts(m, u, attack, defence, r) for m, u, r in loaded]
             rows.append(
                 {
                     "experiment": "gate-replay-baseline", "model": cfg.model, "peers": cfg.peers,
                     "fraction": fraction, "defence": defence, "attack": attack,
-                    "seeds": [m.seed for m in matrices], **rates([c for cs in counted for c in cs]),
-                    "per_seed": [rates(cs) for cs in counted],
+                    "seeds": [m.seed for m in matrices], **rates(counted),
+                    "per_seed": [rates([c]) for c in counted],
                 }
             )  # fmt: skip
     return rows
