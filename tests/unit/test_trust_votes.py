@@ -158,7 +158,7 @@ def test_vote_rule_asks_for_half_the_typical_improvement_when_updates_help() -> 
 
 def test_vote_rule_tolerates_the_non_iid_harm_of_honest_updates() -> None:
     # every update raises this voter's loss a little (other shards): all stay above 0.5
-    got = vote_values(2.0, [2.02, 2.03, 2.025], scale=0.005, tolerance=0.015)
+    got = vote_values(2.0, [2.02, 2.03, 2.025], scale=0.005, tolerance=0.015, spread=0)
     assert got[0] == pytest.approx(_logistic(1.0))
     assert all(v > 0.5 for v in got)
     # the plain curve against the base would have voted every one of them below 0.5
@@ -167,9 +167,38 @@ def test_vote_rule_tolerates_the_non_iid_harm_of_honest_updates() -> None:
 
 def test_attackers_holding_the_median_cannot_raise_the_bar() -> None:
     # k = 3 with two attackers: the median is an attacker's loss, the base still caps the bar
-    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015)
+    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015, spread=0)
     assert honest == pytest.approx(_logistic(5.0))
     assert a1 < 1e-10 and a2 < 1e-10
+    # their spread widens the bar only to the cap above the base (4.5%): still far below 0.5
+    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015)
+    assert honest == pytest.approx(_logistic((0.045 + 0.01) / 0.005))
+    assert a1 == pytest.approx(_logistic((0.045 - 0.15) / 0.005)) and a1 < 1e-9
+
+
+def test_vote_bar_widens_with_the_honest_spread_once_updates_stop_helping() -> None:
+    # A converged federation: honest non-IID updates move this voter's loss from -3% to +3%.
+    # The fixed tolerance (1.5%) fails the two that raise it most; two robust standard
+    # deviations above the median (1.4826 x MAD 0.02 = 2.97%, x 2 capped at 4.5%) keep them.
+    losses = [1.94, 1.98, 2.0 + 1e-9, 2.04, 2.06]
+    fixed = vote_values(2.0, losses, scale=0.005, tolerance=0.015, spread=0)
+    assert [v > 0.5 for v in fixed] == [True, True, True, False, False]
+    wide = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
+    assert all(v > 0.5 for v in wide)
+    assert wide[4] == pytest.approx(_logistic((0.045 - 0.03) / 0.005), rel=1e-6)
+    # An update more than 4.5% past the median is out however wide the spread.
+    assert vote_values(2.0, [1.8, 1.9, 2.0 + 1e-9, 2.1, 2.2])[4] < 0.5
+
+
+def test_a_wide_spread_does_not_pass_updates_that_do_not_help_where_the_typical_one_does() -> None:
+    # Three updates help 5-11%; two attackers' updates change nothing useful (+0.1%) and widen
+    # the spread (MAD about 5% of the base). The bar stays 4.5% past the median (-5%): they fail.
+    losses = [1.78, 1.84, 1.90, 2.002, 2.002]
+    got = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
+    assert all(v > 0.5 for v in got[:3])
+    assert all(v < 0.5 for v in got[3:])
+    with pytest.raises(ValueError, match="spread"):
+        vote_values(2.0, losses, spread=-1.0)
 
 
 def test_vote_rule_edge_cases() -> None:

@@ -50,7 +50,7 @@ import numpy.typing as npt
 from bcfl.experiments.results import ResultLog, command_line, markdown_table, per_seed
 from bcfl.trust.defences import DEFENCES, UpdateSet, aggregate, make_defence
 from bcfl.trust.gate import update_reputation
-from bcfl.trust.votes import VOTE_MEDIAN_SHARE, VOTE_SCALE, VOTE_TOLERANCE
+from bcfl.trust.votes import VOTE_MEDIAN_SHARE, VOTE_SCALE, VOTE_SPREAD, VOTE_SPREAD_CAP, VOTE_TOLERANCE
 
 ATTACKS = ("sign-flip", "gaussian-noise", "scaling", "free-rider", "label-flip", "backdoor", "ring")
 FRACTIONS = (0.10, 0.30, 0.45)
@@ -81,6 +81,8 @@ class SweepConfig:
     vote_scale: float = VOTE_SCALE
     vote_tolerance: float = VOTE_TOLERANCE
     vote_median_share: float = VOTE_MEDIAN_SHARE
+    vote_spread: float = VOTE_SPREAD
+    vote_spread_cap: float = VOTE_SPREAD_CAP
     threshold_ppm: int = 450_000  # the deployment default score threshold
     initial_reputation_ppm: int = 500_000  # the deployment default
     sign_flip_factor: float = 3.0
@@ -468,6 +470,8 @@ def decide_votes(
                 scale=cfg.vote_scale,
                 tolerance=cfg.vote_tolerance,
                 median_share=cfg.vote_median_share,
+                spread=cfg.vote_spread,
+                spread_cap=cfg.vote_spread_cap,
             )
             votes = [
                 Vote(a, cids[a], value, Metrics(loss))

@@ -434,6 +434,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the vote rule's share of the typical improvement (1: the full median)",
     )
     parser.add_argument(
+        "--spread",
+        type=float,
+        default=QUICK.vote_spread,
+        help="the vote rule's robust standard deviations above the median (0: the fixed tolerance only)",
+    )
+    parser.add_argument(
         "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"
     )
     parser.add_argument(
@@ -455,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         learning_rate=args.learning_rate,
         val_examples=args.val_examples,
         vote_median_share=args.median_share,
+        vote_spread=args.spread,
         warmup_rounds=args.warmup_rounds,
         attacks=tuple(args.attacks.split(",")),
     )

@@ -139,6 +139,8 @@ def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> 
 VOTE_SCALE = 0.005  # logistic width of the vote rule, as a share of the base loss
 VOTE_TOLERANCE = 0.015  # how much worse than the reference still counts as fine
 VOTE_MEDIAN_SHARE = 0.5  # the share of the voter's typical improvement an update must bring
+VOTE_SPREAD = 2.0  # how many robust standard deviations above the median update still count as fine
+VOTE_SPREAD_CAP = 0.045  # ... but never more than this share of the base loss above it, or above the base
 MAX_NORM_RATIO = 2.0  # an update this many times larger than the reference is voted 0 unevaluated
 
 
@@ -173,31 +175,43 @@ def vote_values(
     scale: float = VOTE_SCALE,
     tolerance: float = VOTE_TOLERANCE,
     median_share: float = VOTE_MEDIAN_SHARE,
+    spread: float = VOTE_SPREAD,
+    spread_cap: float = VOTE_SPREAD_CAP,
     against_median: bool = True,
 ) -> list[float]:
     """The protocol's vote rule: every update this voter evaluated, judged on the voter's own
     validation slice against the base and against how much the voter's typical update helps.
 
-    With L_i the loss of base + update i, L0 the base loss and m the median of the finite L_i,
-    the reference is R = L0 - share x max(0, L0 - m) and vote_i = 1 / (1 + exp(-((R - L_i) /
-    L0 + tolerance) / scale)). So when the updates this voter sees help it (m < L0), an update
-    must bring at least `median_share` (half) of the typical improvement, less `tolerance`;
-    when they do not, it must not raise the loss by more than `tolerance` (1.5% of the base
-    loss). An update exactly at R gets logistic(tolerance / scale) (0.95 by default), one
-    `tolerance` short of it 0.5, one twice that short 0.05.
-    Why this reference: the tolerance absorbs the harm an honest update trained on another
-    peer's (non-IID) shard can do to this voter's loss, which made "better than base" exclude
-    honest peers; the share of the median demands real help when updates do help, without
-    excluding honest updates that help less than the typical one (the full median as the
-    reference did, on SmolLM2: docs/results.md); and capping the reference at L0 keeps
-    attackers, who raise the loss, from pulling the bar up when they hold the middle of a
-    small sample (k = 3 with two attackers).
+    In relative changes x_i = (L_i - L0) / L0 (L_i the loss of base + update i, L0 the base
+    loss) with m the median of the finite x_i, an update passes below the bar
+    t = -share x max(0, -m) + tolerance, and vote_i = 1 / (1 + exp(-(t - x_i) / scale)). So
+    when the updates this voter sees help it (m < 0), an update must bring at least
+    `median_share` (half) of the typical improvement, less `tolerance`; when they do not, it
+    must not raise the loss by more than `tolerance` (1.5% of the base loss). An update exactly
+    at the reference (the bar less `tolerance`) gets logistic(tolerance / scale) (0.95 by
+    default), one at the bar 0.5, one `tolerance` past it 0.05.
+    The bar widens with the spread of what this voter sees: to at most `spread` robust standard
+    deviations (1.4826 x the median absolute deviation of the x_i, with three or more finite
+    losses) above the median, capped at `spread_cap` above the median and above the base
+    (4.5% of L0).
+    Why this bar: the tolerance absorbs the harm an honest update trained on another peer's
+    (non-IID) shard can do to this voter's loss, which made "better than base" exclude honest
+    peers; the share of the median demands real help when updates do help, without excluding
+    honest updates that help less than the typical one (the full median as the reference did,
+    on SmolLM2: docs/results.md); capping the reference at the base keeps attackers, who raise
+    the loss, from pulling the bar up when they hold the middle of a small sample (k = 3 with
+    two attackers). The spread term keeps honest updates in once the federation has converged
+    and honest updates differ from each other by more than the tolerance (the gate replay at
+    eight warm-up rounds, docs/results.md); its caps keep a bar that attackers widen from
+    admitting updates that do not help where the typical one does, or that raise the loss by
+    more than `spread_cap`. `spread` 0 turns it off.
     A non-finite loss, or one equal to the base loss to the last bit (a free-rider
     resubmitting the base: any real change of the weights moves the loss), gets 0.0, and
     non-finite losses stay out of the median; with fewer than two finite losses the reference
-    is L0; a non-finite or non-positive base loss gives the neutral 0.5. With
-    `against_median` off the reference is always L0 (a voter that judges every update of the
-    round alone, as a server-mode aggregator does, would otherwise fail the weaker half).
+    is the base; a non-finite or non-positive base loss gives the neutral 0.5. With
+    `against_median` off the bar is always the base's plus `tolerance` (a voter that judges
+    every update of the round alone, as a server-mode aggregator does, would otherwise fail
+    the weaker half).
     """
     if scale <= 0:
         raise ValueError(f"vote scale must be positive, got {scale}")
@@ -205,20 +219,27 @@ def vote_values(
         raise ValueError(f"vote tolerance must be >= 0, got {tolerance}")
     if not 0.0 <= median_share <= 1.0:
         raise ValueError(f"median share must be in [0, 1], got {median_share}")
+    if spread < 0 or spread_cap < 0:
+        raise ValueError(f"vote spread and its cap must be >= 0, got {spread} and {spread_cap}")
+    usable = math.isfinite(base_loss) and base_loss > 0
     finite = [x for x in losses if math.isfinite(x)]
-    reference = base_loss
-    if against_median and len(finite) >= 2:
-        median = statistics.median(finite)
-        reference = base_loss - median_share * max(0.0, base_loss - median)
+    bar = tolerance
+    if usable and against_median and len(finite) >= 2:
+        changes = [(x - base_loss) / base_loss for x in finite]
+        median = statistics.median(changes)
+        bar = tolerance - median_share * max(0.0, -median)
+        if spread > 0 and len(changes) >= 3:
+            sigma = 1.4826 * statistics.median([abs(c - median) for c in changes])
+            bar = max(bar, min(median + min(spread * sigma, spread_cap), spread_cap))
     out = []
     for loss in losses:
         if not math.isfinite(loss) or loss == base_loss:
             # Equal to the last bit: the update changed nothing (a resubmitted base).
             out.append(0.0)
-        elif not math.isfinite(base_loss) or base_loss <= 0:
+        elif not usable:
             out.append(0.5)
         else:
-            z = max(-700.0, min(700.0, ((reference - loss) / base_loss + tolerance) / scale))
+            z = max(-700.0, min(700.0, (bar - (loss - base_loss) / base_loss) / scale))
             out.append(1.0 / (1.0 + math.exp(-z)))
     return out
 
