@@ -138,3 +138,24 @@ def test_baselines_decide_the_round_on_the_same_updates(tmp_path: Path) -> None:
     table = (tmp_path / "table.md").read_text()
     assert "| sign-flip | multi-krum |" in table and "| sign-flip | fltrust |" in table
     assert "| seed | median base loss L0 | honest | sign-flip |" in table
+    assert "| seed | measure | honest | sign-flip |" in table and "| 0 | cosine |" in table
+
+
+def test_update_shapes_give_each_kind_s_norms_and_cosines_to_the_honest_updates() -> None:
+    e = np.eye(3, dtype=np.float32)
+    updates = {
+        "honest/0": e[0],
+        "honest/1": e[0] + e[1],
+        "flip/1": -2 * (e[0] + e[1]),
+        "free-rider/1": 0 * e[0],
+    }
+    names = list(updates)
+    norms = [float(np.linalg.norm(v)) for v in updates.values()]
+    matrix = LossMatrix(0, [1], names, [1.0, 1.0], [[1.0] * 4, [1.0] * 4], norms, [1, 1])
+    shapes = gate_replay.update_shapes(matrix, updates)
+    assert list(shapes) == ["honest", "flip", "free-rider"]
+    assert shapes["honest"]["norm"] == pytest.approx([1.0, 2**0.5])
+    # Each honest update against the other peer's honest update; the attacker's against peer 0's.
+    assert shapes["honest"]["cosine"] == pytest.approx([2**-0.5, 2**-0.5])
+    assert shapes["flip"]["cosine"] == pytest.approx([-(2**-0.5)])
+    assert shapes["free-rider"] == {"norm": [0.0], "cosine": []}  # no direction to compare

@@ -233,6 +233,27 @@ def loss_changes(matrix: LossMatrix) -> dict[str, list[float]]:
     return out
 
 
+def update_shapes(matrix: LossMatrix, updates: dict[str, Vector]) -> dict[str, dict[str, list[float]]]:
+    """What the update-based defences see: per kind of update, each update's L2 norm and its
+    median cosine similarity to the other peers' honest updates, in the matrix's order."""
+    flat = {n: updates[n].astype(np.float64).ravel() for n in matrix.names}
+    honest = [n for n in matrix.names if n.startswith("honest/")]
+    out: dict[str, dict[str, list[float]]] = {}
+    for u, name in enumerate(matrix.names):
+        kind, peer = name.split("/")
+        v = flat[name]
+        cosines = [
+            float(v @ flat[h] / (np.linalg.norm(v) * np.linalg.norm(flat[h])))
+            for h in honest
+            if h != f"honest/{peer}" and np.linalg.norm(v) > 0
+        ]
+        shape = out.setdefault(kind, {"norm": [], "cosine": []})
+        shape["norm"].append(matrix.norms[u])
+        if cosines:
+            shape["cosine"].append(float(np.median(cosines)))
+    return out
+
+
 def rates(counts: Sequence[tuple[int, int, int]]) -> dict[str, float]:
     tp, fp, fn = (sum(c[i] for c in counts) for i in range(3))
     return {
@@ -278,11 +299,13 @@ def baseline_counts(
     return verdict(chosen.included, peers, bad)
 
 
-def baseline_rows(
+Loaded = tuple[LossMatrix, dict[str, Vector], Vector | None]
+
+
+def load_updates(
     out_dir: Path, cfg: SweepConfig, matrices: Sequence[LossMatrix], fraction: float, defences: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Every baseline on the same updates the gate was replayed on (one decision per seed: the
-    baselines do not depend on who evaluates whom)."""
+) -> list[Loaded]:
+    """Each seed's matrix with its saved updates and, for FLTrust, its root-set update."""
     loaded = []
     for m in matrices:
         base, updates = train_updates(cfg, m.seed, fraction, None, out_dir / f"updates-seed{m.seed}.npz")
@@ -292,6 +315,15 @@ def baseline_rows(
             else None
         )
         loaded.append((m, updates, reference))
+    return loaded
+
+
+def baseline_rows(
+    cfg: SweepConfig, loaded: Sequence[Loaded], fraction: float, defences: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every baseline on the same updates the gate was replayed on (one decision per seed: the
+    baselines do not depend on who evaluates whom)."""
+    matrices = [m for m, _, _ in loaded]
     rows = []
     for attack in ("none", *cfg.attacks):
         for defence in defences:
@@ -341,7 +373,14 @@ def run(
             }  # fmt: skip
             log.append(record)
             rows.append(record)
-    others = baseline_rows(out_dir, cfg, matrices, fraction, baselines) if baselines else []
+    others: list[dict[str, Any]] = []
+    if baselines:
+        loaded = load_updates(out_dir, cfg, matrices, fraction, baselines)
+        others = baseline_rows(cfg, loaded, fraction, baselines)
+        for record, (m, updates, _) in zip(seen, loaded, strict=True):
+            record["shapes"] = update_shapes(m, updates)
+            log.append({"experiment": "gate-replay-shapes", "model": cfg.model, "seed": m.seed,
+                        "shapes": record["shapes"]})  # fmt: skip
     for record in others:
         log.append(record)
     elapsed = time.perf_counter() - started
@@ -392,6 +431,24 @@ def write_table(
                 [s["seed"], f"{s['base_loss_median']:.3f}"]
                 + [f"{min(s['changes'][k]):+.3f} to {max(s['changes'][k]):+.3f}" for k in kinds]
                 for s in seen
+            ],
+        )
+    if seen and "shapes" in seen[0]:
+        text += (
+            "\nWhat the update-based defences saw: each update's L2 norm and its median cosine "
+            "similarity to the other peers' honest updates, the range over the updates of each kind:\n\n"
+        )
+        kinds = list(seen[0]["shapes"])
+
+        def span(values: Sequence[float]) -> str:
+            return f"{min(values):.3f} to {max(values):.3f}" if values else "-"
+
+        text += markdown_table(
+            ("seed", "measure", *kinds),
+            [
+                [s["seed"], measure] + [span(s["shapes"][k][measure]) for k in kinds]
+                for s in seen
+                for measure in ("norm", "cosine")
             ],
         )
     if baselines:
