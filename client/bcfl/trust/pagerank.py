@@ -334,7 +334,7 @@ def score_round(inputs: RoundVotes, config: TrustConfig | None = None) -> RoundS
     Score = trust-weighted mean of the vote values a submitter received (trust from the
     agreement-weighted personalised PageRank described in the module docstring); a submitter
     with no valid vote scores 0. `ppm` = round(score * 1e6), in [0, 1e6]: an absolute scale
-    (0.5 = updates a voter found `tolerance` worse than its reference, see `vote_values`), so the gate's
+    (0.5 = updates at the bar of the voter's rule, see `vote_values`), so the gate's
     threshold means the same thing from round to round. Authors of rejected vote files have
     their votes ignored, get no personalisation, and lose `vote_penalty` of their score.
     """
