@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from bcfl.learning.adapter import LoraSpec, init_adapter, key_a, key_b, to_files
 from bcfl.learning.data import Example, label_names, load_splits
-from bcfl.learning.evaluate import evaluate, label_scores
+from bcfl.learning.evaluate import evaluate, label_scores, mean_loss
 from bcfl.learning.model import BaseModel, load_base
 from bcfl.learning.task import TaskConfig, label_ids, prompt_ids, target_loss, training_batch
 from bcfl.learning.train import TrainConfig, TrainError, batch_schedule, train, train_update
@@ -130,6 +130,23 @@ def test_evaluate_reports_accuracy_and_loss(tiny: BaseModel) -> None:
     assert plain.mean_loss > 0
     assert plain.predictions == same.predictions  # B = 0 changes nothing, whatever the batch size
     assert abs(plain.mean_loss - same.mean_loss) < 1e-6
+
+
+def test_mean_loss_from_the_true_label_alone_equals_evaluate_s(tiny: BaseModel) -> None:
+    adapter = init_adapter(tiny, SPEC, 0)
+    for state in (None, adapter):
+        full = evaluate(tiny, state, SPLITS.test, max_examples=6, batch=4, label_names=NAMES)
+        alone = mean_loss(tiny, state, SPLITS.test, max_examples=6, batch=4, label_names=NAMES)
+        assert alone == pytest.approx(full.mean_loss, rel=1e-5)
+    # The batch size does not change it (beyond float rounding), and the same call repeats to
+    # the last bit (what the vote rule's free-rider check relies on).
+    once = mean_loss(tiny, adapter, SPLITS.test, max_examples=6, batch=4, label_names=NAMES)
+    assert once == mean_loss(tiny, adapter, SPLITS.test, max_examples=6, batch=4, label_names=NAMES)
+    assert once == pytest.approx(
+        mean_loss(tiny, adapter, SPLITS.test, max_examples=6, batch=6, label_names=NAMES)
+    )
+    with pytest.raises(ValueError, match="no examples"):
+        mean_loss(tiny, None, [], label_names=NAMES)
 
 
 def test_checkpointing_gives_the_same_update(tiny: BaseModel) -> None:

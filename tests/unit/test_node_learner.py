@@ -84,6 +84,8 @@ def test_an_update_oversized_against_the_voter_s_own_gets_vote_zero_unevaluated(
     votes = {v["peer"]: v for v in document["votes"]}
     assert votes[peers[1]]["value"] == 0 and votes[peers[1]]["loss"] is None  # not evaluated
     assert votes[peers[0]]["loss"] is not None
+    # Votes carry the loss alone; the base also its accuracy (all 40 labels scored once).
+    assert votes[peers[0]]["accuracy"] is None and document["base"]["accuracy"] is not None
     # Without an own update (a server-mode aggregator) the reference is the candidates' median:
     # with two candidates that is their mean, which the x10 one exceeds by less than 2x.
     alone = json.loads(learner.vote_file(1, "0x" + "11" * 20, base, candidates, **kwargs))

@@ -264,26 +264,18 @@ class LoraTask:
         from peft import set_peft_model_state_dict
 
         from bcfl.learning.adapter import applied
-        from bcfl.learning.task import split_lm, training_batch
+        from bcfl.learning.evaluate import true_label_nll
 
         keys = [(_digest(b), voter) for b, voter in requests]
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in self._loss}
         if todo:
             started = time.perf_counter()
             with applied(self.base, self.genesis) as model, torch.inference_mode():
-                backbone, head = split_lm(model)
                 for key, (b, voter) in sorted(todo.items()):
                     set_peft_model_state_dict(model, dict(self.state(b).tensors))
                     examples = list(self.shards[voter].validation[: self.cfg.val_examples])
-                    batch = training_batch(self.base.tokenizer, examples, self.names, self.task)
-                    hidden = backbone(
-                        input_ids=batch.input_ids, attention_mask=batch.attention_mask
-                    ).last_hidden_state  # (B, T, C)
-                    logp = torch.log_softmax(head(hidden[batch.rows, batch.positions]).float(), dim=-1)
-                    nll = -logp[torch.arange(len(batch.targets)), batch.targets].double()  # (N,)
-                    total = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, batch.rows, nll)
-                    count = torch.bincount(batch.rows, minlength=len(examples)).double()
-                    self._loss[key] = float((total / count).mean())
+                    nll = true_label_nll(model, self.base.tokenizer, examples, self.names, self.task)
+                    self._loss[key] = float(nll.mean())
             self.timings["vote_eval_s"] += time.perf_counter() - started
         return [self._loss[k] for k in keys]
 

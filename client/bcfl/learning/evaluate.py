@@ -18,7 +18,7 @@ import torch
 
 from bcfl.learning.adapter import AdapterState, applied
 from bcfl.learning.data import Example
-from bcfl.learning.task import TaskConfig, label_ids, prompt_ids, split_lm
+from bcfl.learning.task import TaskConfig, label_ids, prompt_ids, split_lm, training_batch
 
 if TYPE_CHECKING:
     from bcfl.learning.model import BaseModel
@@ -136,6 +136,60 @@ def evaluate(
     with applied(base, adapter_state) as peft_model:
         peft_model.eval()
         return _score(peft_model, base.tokenizer, chosen, label_names, config, batch)
+
+
+@torch.inference_mode()
+def true_label_nll(
+    model: Any, tokenizer: Any, examples: Sequence[Example], names: Sequence[str], config: TaskConfig
+) -> torch.Tensor:
+    """(E,) float64: each example's mean per-token NLL of its true label's continuation, from
+    one forward pass over prompt + true label only (the 39 other labels are not scored)."""
+    batch = training_batch(tokenizer, examples, names, config)
+    backbone, head = split_lm(model)
+    hidden = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    logp = torch.log_softmax(head(hidden[batch.rows, batch.positions]).float(), dim=-1)
+    nll = -logp[torch.arange(len(batch.targets)), batch.targets].double()
+    total = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, batch.rows, nll)
+    count = torch.bincount(batch.rows, minlength=len(examples)).double()
+    return total / count
+
+
+def mean_loss(
+    base: BaseModel,
+    adapter_state: AdapterState | None,
+    examples: Sequence[Example],
+    *,
+    max_examples: int | None = None,
+    batch: int = 4,
+    label_names: Sequence[str] | None = None,
+    task: TaskConfig | None = None,
+) -> float:
+    """The loss `evaluate` reports (mean over examples of the true label's mean per-token NLL)
+    without the accuracy: a forward pass over the true label alone, a fraction of the cost of
+    scoring all 40 (what a voter needs: the vote rule reads only the loss)."""
+    if batch <= 0:
+        raise ValueError(f"batch must be positive, got {batch}")
+    chosen = list(examples[:max_examples] if max_examples is not None else examples)
+    if not chosen:
+        raise ValueError("no examples to evaluate")
+    if label_names is None:
+        from bcfl.learning.data import label_names as package_label_names
+
+        label_names = package_label_names()
+    config = task or TaskConfig()
+
+    def run(model: Any) -> float:
+        parts = [
+            true_label_nll(model, base.tokenizer, chosen[i : i + batch], label_names, config)
+            for i in range(0, len(chosen), batch)
+        ]
+        return float(torch.cat(parts).mean())
+
+    if adapter_state is None:
+        return run(base.model)
+    with applied(base, adapter_state) as peft_model:
+        peft_model.eval()
+        return run(peft_model)
 
 
 def _score(

@@ -24,7 +24,7 @@ from bcfl.learning import adapter as adapters
 from bcfl.learning.adapter import AdapterState, LoraSpec
 from bcfl.learning.aggregate import change_norm, incompatibility
 from bcfl.learning.data import Example, SplitConfig, load_splits
-from bcfl.learning.evaluate import evaluate
+from bcfl.learning.evaluate import evaluate, mean_loss
 from bcfl.learning.model import BaseModel, load_base
 from bcfl.learning.partition import PartitionConfig, partition
 from bcfl.learning.task import TaskConfig
@@ -129,15 +129,18 @@ class Learner:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _metrics(self, state: AdapterState) -> Metrics:
-        result = evaluate(
-            self.base,
-            state,
-            self.validation,
-            max_examples=self.conf.eval_examples,
-            task=TaskConfig(max_text_tokens=self.conf.max_tokens),
-        )
-        return Metrics(loss=result.mean_loss, accuracy=result.accuracy)
+    def _metrics(self, state: AdapterState, *, accuracy: bool = False) -> Metrics:
+        """Loss on this peer's validation slice, from the true label alone (what the vote rule
+        reads); with `accuracy` also the accuracy, which scores all 40 labels (about twice the
+        cost, so only the base's is measured: the explorer charts it)."""
+        task = TaskConfig(max_text_tokens=self.conf.max_tokens)
+        loss = mean_loss(self.base, state, self.validation, max_examples=self.conf.eval_examples, task=task)
+        if not accuracy:
+            return Metrics(loss=loss)
+        result = evaluate(self.base, state, self.validation, max_examples=self.conf.eval_examples, task=task)
+        # The loss stays the one-label pass's, as every candidate's is: a resubmitted base must
+        # measure exactly the base loss (the vote rule's free-rider check compares bits).
+        return Metrics(loss=loss, accuracy=result.accuracy)
 
     def vote_file(
         self,
@@ -159,7 +162,7 @@ class Learner:
         update (`own_files`) or, without one, against the candidates' median
         (`bcfl.trust.votes.oversized`), gets 0 without being evaluated."""
         base_state = adapters.from_files(base_files, self.base, expect=self.spec)
-        base_metrics = self._metrics(base_state)
+        base_metrics = self._metrics(base_state, accuracy=True)
         states: list[AdapterState | None] = []
         problems: list[str] = []
         for _, files, problem in candidates:
