@@ -109,6 +109,22 @@ def label_scores(
     return out
 
 
+def _selection(
+    examples: Sequence[Example], max_examples: int | None, batch: int, label_names: Sequence[str] | None
+) -> tuple[list[Example], Sequence[str]]:
+    """The examples to evaluate and the label names (the package's by default), checked."""
+    if batch <= 0:
+        raise ValueError(f"batch must be positive, got {batch}")
+    chosen = list(examples[:max_examples] if max_examples is not None else examples)
+    if not chosen:
+        raise ValueError("no examples to evaluate")
+    if label_names is None:
+        from bcfl.learning.data import label_names as package_label_names
+
+        label_names = package_label_names()
+    return chosen, label_names
+
+
 def evaluate(
     base: BaseModel,
     adapter_state: AdapterState | None,
@@ -121,15 +137,7 @@ def evaluate(
 ) -> EvalResult:
     """Accuracy and loss of the base model (with the adapter, if given) on the first
     `max_examples` examples."""
-    if batch <= 0:
-        raise ValueError(f"batch must be positive, got {batch}")
-    chosen = list(examples[:max_examples] if max_examples is not None else examples)
-    if not chosen:
-        raise ValueError("no examples to evaluate")
-    if label_names is None:
-        from bcfl.learning.data import label_names as package_label_names
-
-        label_names = package_label_names()
+    chosen, label_names = _selection(examples, max_examples, batch, label_names)
     config = task or TaskConfig()
     if adapter_state is None:
         return _score(base.model, base.tokenizer, chosen, label_names, config, batch)
@@ -167,15 +175,7 @@ def mean_loss(
     """The loss `evaluate` reports (mean over examples of the true label's mean per-token NLL)
     without the accuracy: a forward pass over the true label alone, a fraction of the cost of
     scoring all 40 (what a voter needs: the vote rule reads only the loss)."""
-    if batch <= 0:
-        raise ValueError(f"batch must be positive, got {batch}")
-    chosen = list(examples[:max_examples] if max_examples is not None else examples)
-    if not chosen:
-        raise ValueError("no examples to evaluate")
-    if label_names is None:
-        from bcfl.learning.data import label_names as package_label_names
-
-        label_names = package_label_names()
+    chosen, label_names = _selection(examples, max_examples, batch, label_names)
     config = task or TaskConfig()
 
     def run(model: Any) -> float:
