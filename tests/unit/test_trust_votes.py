@@ -171,7 +171,7 @@ def test_attackers_holding_the_median_cannot_raise_the_bar() -> None:
     assert honest == pytest.approx(_logistic(5.0))
     assert a1 < 1e-10 and a2 < 1e-10
     # their spread widens the bar only to the cap above the base (4.5%): still far below 0.5
-    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015)
+    honest, a1, a2 = vote_values(2.0, [1.98, 2.3, 2.4], scale=0.005, tolerance=0.015, spread=2.0)
     assert honest == pytest.approx(_logistic((0.045 + 0.01) / 0.005))
     assert a1 == pytest.approx(_logistic((0.045 - 0.15) / 0.005)) and a1 < 1e-9
 
@@ -183,18 +183,20 @@ def test_vote_bar_widens_with_the_honest_spread_once_updates_stop_helping() -> N
     losses = [1.94, 1.98, 2.0 + 1e-9, 2.04, 2.06]
     fixed = vote_values(2.0, losses, scale=0.005, tolerance=0.015, spread=0)
     assert [v > 0.5 for v in fixed] == [True, True, True, False, False]
-    wide = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
+    wide = vote_values(2.0, losses, scale=0.005, tolerance=0.015, spread=2.0)
     assert all(v > 0.5 for v in wide)
     assert wide[4] == pytest.approx(_logistic((0.045 - 0.03) / 0.005), rel=1e-6)
     # An update more than 4.5% past the median is out however wide the spread.
-    assert vote_values(2.0, [1.8, 1.9, 2.0 + 1e-9, 2.1, 2.2])[4] < 0.5
+    assert vote_values(2.0, [1.8, 1.9, 2.0 + 1e-9, 2.1, 2.2], spread=2.0)[4] < 0.5
+    # Off by default: the fixed tolerance alone.
+    assert vote_values(2.0, losses) == fixed
 
 
 def test_a_wide_spread_does_not_pass_updates_that_do_not_help_where_the_typical_one_does() -> None:
     # Three updates help 5-11%; two attackers' updates change nothing useful (+0.1%) and widen
     # the spread (MAD about 5% of the base). The bar stays 4.5% past the median (-5%): they fail.
     losses = [1.78, 1.84, 1.90, 2.002, 2.002]
-    got = vote_values(2.0, losses, scale=0.005, tolerance=0.015)
+    got = vote_values(2.0, losses, scale=0.005, tolerance=0.015, spread=2.0)
     assert all(v > 0.5 for v in got[:3])
     assert all(v < 0.5 for v in got[3:])
     with pytest.raises(ValueError, match="spread"):

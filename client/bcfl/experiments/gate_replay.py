@@ -494,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--spread",
         type=float,
         default=QUICK.vote_spread,
-        help="the vote rule's robust standard deviations above the median (0: the fixed tolerance only)",
+        help="the vote rule's robust standard deviations above the median (default 0: fixed tolerance only)",
     )
     parser.add_argument(
         "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"

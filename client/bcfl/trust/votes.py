@@ -139,8 +139,11 @@ def vote_value(base_loss: float, update_loss: float, *, scale: float = 0.02) -> 
 VOTE_SCALE = 0.005  # logistic width of the vote rule, as a share of the base loss
 VOTE_TOLERANCE = 0.015  # how much worse than the reference still counts as fine
 VOTE_MEDIAN_SHARE = 0.5  # the share of the voter's typical improvement an update must bring
-VOTE_SPREAD = 2.0  # how many robust standard deviations above the median update still count as fine
-VOTE_SPREAD_CAP = 0.045  # ... but never more than this share of the base loss above it, or above the base
+# The bar's widening with the spread of what a voter sees: off by default. Measured on SmolLM2
+# (docs/results.md, 4a) it keeps more honest updates once updates stop helping, but also admits
+# same-size sign flips whose harm is within the honest spread.
+VOTE_SPREAD = 0.0  # robust standard deviations above the median update that still count as fine
+VOTE_SPREAD_CAP = 0.045  # ... never more than this share of the base loss above it, or above the base
 MAX_NORM_RATIO = 2.0  # an update this many times larger than the reference is voted 0 unevaluated
 
 
@@ -204,7 +207,9 @@ def vote_values(
     and honest updates differ from each other by more than the tolerance (the gate replay at
     eight warm-up rounds, docs/results.md); its caps keep a bar that attackers widen from
     admitting updates that do not help where the typical one does, or that raise the loss by
-    more than `spread_cap`. `spread` 0 turns it off.
+    more than `spread_cap`. It is off by default (`spread` 0): where it helps recall most (a
+    federation eight rounds along) it also lets in same-size sign-flipped updates, which the
+    fixed tolerance catches (docs/results.md, section 4a).
     A non-finite loss, or one equal to the base loss to the last bit (a free-rider
     resubmitting the base: any real change of the weights moves the loss), gets 0.0, and
     non-finite losses stay out of the median; with fewer than two finite losses the reference
