@@ -644,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test-examples", type=int, help="test descriptions behind the final accuracy")
     parser.add_argument("--learning-rate", type=float, help="the peers' local learning rate")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
+    parser.add_argument("--spread", type=float, help="the vote rule's spread widening (default 0: off)")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     overrides: dict[str, Any] = {
@@ -656,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "repeats": args.repeats,
         "test_examples": args.test_examples,
         "learning_rate": args.learning_rate,
+        "vote_spread": args.spread,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     given = list(sys.argv[1:] if argv is None else argv)
