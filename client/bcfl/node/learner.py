@@ -131,8 +131,8 @@ class Learner:
 
     def _metrics(self, state: AdapterState, *, accuracy: bool = False) -> Metrics:
         """Loss on this peer's validation slice, from the true label alone (what the vote rule
-        reads); with `accuracy` also the accuracy, which scores all 40 labels (about twice the
-        cost, so only the base's is measured: the explorer charts it)."""
+        reads); with `accuracy` also the accuracy, which scores all 40 labels (a longer pass,
+        so only the base's is measured: the explorer charts it)."""
         task = TaskConfig(max_text_tokens=self.conf.max_tokens)
         loss = mean_loss(self.base, state, self.validation, max_examples=self.conf.eval_examples, task=task)
         if not accuracy:
