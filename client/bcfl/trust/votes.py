@@ -193,7 +193,7 @@ def vote_values(
     must not raise the loss by more than `tolerance` (1.5% of the base loss). An update exactly
     at the reference (the bar less `tolerance`) gets logistic(tolerance / scale) (0.95 by
     default), one at the bar 0.5, one `tolerance` past it 0.05.
-    The bar widens with the spread of what this voter sees: to at most `spread` robust standard
+    With `spread` > 0 the bar widens with the spread of what this voter sees: to `spread` robust standard
     deviations (1.4826 x the median absolute deviation of the x_i, with three or more finite
     losses) above the median, capped at `spread_cap` above the median and above the base
     (4.5% of L0).
