@@ -237,15 +237,15 @@ def update_shapes(matrix: LossMatrix, updates: dict[str, Vector]) -> dict[str, d
     """What the update-based defences see: per kind of update, each update's L2 norm and its
     median cosine similarity to the other peers' honest updates, in the matrix's order."""
     flat = {n: updates[n].astype(np.float64).ravel() for n in matrix.names}
+    norm = dict(zip(matrix.names, matrix.norms, strict=True))  # the same L2 norms, measured once
     honest = [n for n in matrix.names if n.startswith("honest/")]
     out: dict[str, dict[str, list[float]]] = {}
     for u, name in enumerate(matrix.names):
         kind, peer = name.split("/")
-        v = flat[name]
         cosines = [
-            float(v @ flat[h] / (np.linalg.norm(v) * np.linalg.norm(flat[h])))
+            float(flat[name] @ flat[h] / (norm[name] * norm[h]))
             for h in honest
-            if h != f"honest/{peer}" and np.linalg.norm(v) > 0
+            if h != f"honest/{peer}" and norm[name] > 0
         ]
         shape = out.setdefault(kind, {"norm": [], "cosine": []})
         shape["norm"].append(matrix.norms[u])

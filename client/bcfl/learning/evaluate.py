@@ -10,9 +10,9 @@ log-likelihood (the quantity training minimises).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
@@ -22,6 +22,8 @@ from bcfl.learning.task import TaskConfig, label_ids, prompt_ids, split_lm, trai
 
 if TYPE_CHECKING:
     from bcfl.learning.model import BaseModel
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,15 @@ def _selection(
     return chosen, label_names
 
 
+def _on_model(base: BaseModel, adapter_state: AdapterState | None, measure: Callable[[Any], _T]) -> _T:
+    """`measure` run on the base model, or on base + adapter in eval mode."""
+    if adapter_state is None:
+        return measure(base.model)
+    with applied(base, adapter_state) as peft_model:
+        peft_model.eval()
+        return measure(peft_model)
+
+
 def evaluate(
     base: BaseModel,
     adapter_state: AdapterState | None,
@@ -139,11 +150,9 @@ def evaluate(
     `max_examples` examples."""
     chosen, label_names = _selection(examples, max_examples, batch, label_names)
     config = task or TaskConfig()
-    if adapter_state is None:
-        return _score(base.model, base.tokenizer, chosen, label_names, config, batch)
-    with applied(base, adapter_state) as peft_model:
-        peft_model.eval()
-        return _score(peft_model, base.tokenizer, chosen, label_names, config, batch)
+    return _on_model(
+        base, adapter_state, lambda model: _score(model, base.tokenizer, chosen, label_names, config, batch)
+    )
 
 
 @torch.inference_mode()
@@ -185,11 +194,7 @@ def mean_loss(
         ]
         return float(torch.cat(parts).mean())
 
-    if adapter_state is None:
-        return run(base.model)
-    with applied(base, adapter_state) as peft_model:
-        peft_model.eval()
-        return run(peft_model)
+    return _on_model(base, adapter_state, run)
 
 
 def _score(
