@@ -15,6 +15,7 @@ from bcfl.learning.aggregate import (
     aggregate,
     change_norm,
     deltas,
+    fedit_residual,
     incompatibility,
     normalised_weights,
     rebase,
@@ -172,6 +173,31 @@ def test_server_step_scales_the_averaged_change_and_keeps_ffa_exact() -> None:
     other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), base.tensors)
     with pytest.raises(AggregationError, match="cannot step from the base"):
         server_step(other, mean, 2.0)
+
+
+@pytest.mark.parametrize("lr", [1.0, 3.0])
+def test_fedit_residual_makes_the_factor_average_exact(lr: float) -> None:
+    updates = _updates(shared_a=False)
+    start = _state(9, shared_a=False)
+    stepped = server_step(start, aggregate(updates, "fedit"), lr)
+    residual = fedit_residual(start, updates, stepped, lr)
+    total = sum(u.weight for u in updates)
+    for module, after in deltas(stepped).items():
+        mean = sum(deltas(u.state)[module] * (u.weight / total) for u in updates)
+        wanted = deltas(start)[module] + lr * (mean - deltas(start)[module])
+        assert float((after - wanted).abs().max()) > 0.1  # the factors alone miss it
+        assert torch.allclose(after + residual[module].double(), wanted, atol=1e-5)
+    for order in itertools.permutations(updates[:4]):
+        again = fedit_residual(
+            start, list(order), server_step(start, aggregate(list(order), "fedit"), lr), lr
+        )
+        partial = fedit_residual(
+            start, updates[:4], server_step(start, aggregate(updates[:4], "fedit"), lr), lr
+        )
+        assert all(torch.equal(again[m], partial[m]) for m in partial)
+    other = AdapterState(LoraSpec(rank=4, alpha=4, target_modules=SPEC.target_modules), start.tensors)
+    with pytest.raises(AggregationError, match="cannot take the residual against the start"):
+        fedit_residual(other, updates, stepped, lr)
 
 
 def test_ffa_a_averages_a_under_a_shared_b_exactly() -> None:

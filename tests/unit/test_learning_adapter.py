@@ -18,8 +18,10 @@ from bcfl.learning.adapter import (
     expected_shapes,
     from_files,
     init_adapter,
+    shifted,
     to_files,
 )
+from bcfl.learning.aggregate import deltas
 from bcfl.learning.model import BaseModel, load_base
 
 SPEC = LoraSpec(rank=4, alpha=8)
@@ -103,6 +105,24 @@ def test_applied_leaves_the_base_model_untouched(tiny: BaseModel) -> None:
     assert list(after) == list(before)
     assert all(torch.equal(after[k], before[k]) for k in before)
     assert not any("lora" in name for name, _ in tiny.model.named_modules())
+
+
+def test_shifted_adds_dense_changes_and_puts_the_weights_back(tiny: BaseModel) -> None:
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    state = _trained_like(tiny)
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad(), applied(tiny, state) as model:
+        with_adapter = model(input_ids=ids).logits
+    with torch.no_grad(), shifted(tiny, deltas(state)):
+        merged = tiny.model(input_ids=ids).logits
+    assert torch.allclose(merged, with_adapter, atol=1e-4)  # the adapter folded into the weights
+    assert not torch.allclose(merged, tiny.model(input_ids=ids).logits, atol=1e-4)
+    bad = dict(deltas(state))
+    bad[sorted(bad)[-1]] = torch.zeros(3, 3)
+    with pytest.raises(AdapterError, match="has shape"), shifted(tiny, bad):
+        pass
+    after = tiny.model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
 
 
 def _tampered(tiny: BaseModel, key_index: int, tensor: torch.Tensor | None) -> dict[str, bytes]:

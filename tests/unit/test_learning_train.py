@@ -62,6 +62,23 @@ def test_training_lowers_the_loss_on_its_shard(tiny: BaseModel) -> None:
     assert after.mean_loss < before.mean_loss
 
 
+def test_a_kept_optimiser_continues_where_the_last_run_stopped(tiny: BaseModel) -> None:
+    shard = SPLITS.train[:4]  # one batch = the whole shard, so every step sees the same examples
+    whole = train(tiny, None, shard, _cfg(steps=2, scheme="fedit")).state
+    first = train(tiny, None, shard, _cfg(steps=1, scheme="fedit"))
+    kept = train(tiny, first.state, shard, _cfg(steps=1, scheme="fedit"), first.optimizer_state).state
+    fresh = train(tiny, first.state, shard, _cfg(steps=1, scheme="fedit")).state
+    for name, tensor in whole.tensors.items():
+        assert torch.allclose(kept.tensors[name], tensor, rtol=1e-4, atol=1e-7), name
+    assert any(
+        not torch.allclose(fresh.tensors[name], tensor, rtol=1e-4, atol=1e-7)
+        for name, tensor in whole.tensors.items()
+    )
+    assert first.optimizer_state is not None
+    with pytest.raises(TrainError, match="kept optimiser state was made for other parameters"):
+        train(tiny, first.state, shard, _cfg(steps=1, scheme="ffa"), first.optimizer_state)
+
+
 def test_progress_bar_goes_to_stderr(tiny: BaseModel, capsys: pytest.CaptureFixture[str]) -> None:
     train_update(tiny, None, SPLITS.train[:8], _cfg(steps=2, progress=True))
     captured = capsys.readouterr()

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import torch
 
 from bcfl.experiments.results import ResultLog, markdown_table
-from bcfl.learning.adapter import A_INITS, AdapterState, LoraSpec, applied, init_adapter
-from bcfl.learning.aggregate import WeightedUpdate, aggregate, server_step
+from bcfl.learning.adapter import A_INITS, AdapterState, LoraSpec, applied, init_adapter, shifted
+from bcfl.learning.aggregate import WeightedUpdate, aggregate, fedit_residual, server_step
 from bcfl.learning.compress import CompressionConfig, report
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import EvalResult, evaluate
@@ -54,6 +54,7 @@ class Setup:
     probe_steps: int
     server_lr: float = 1.0  # the aggregate taken as base + server_lr x (mean - base)
     lora_rank: int = 8  # every method's adapter; alpha = 2 x rank keeps the scaling at 2
+    keep_optimizer: bool = False  # each peer continues its own AdamW across rounds
 
     @property
     def lora(self) -> LoraSpec:
@@ -118,6 +119,7 @@ class FederatedRun:
     wire_bytes_per_update: float
     raw_bytes_per_update: float
     train_seconds: float
+    residual: dict[str, torch.Tensor]  # "fedex": the dense change folded into the base (else empty)
 
 
 def federated(
@@ -125,26 +127,35 @@ def federated(
     shards: Sequence[Any],
     test: Sequence[Example],
     setup: Setup,
-    scheme: LoraScheme | Literal["alternating"],
+    scheme: LoraScheme | Literal["alternating", "fedex"],
     seed: int,
     compression: CompressionConfig | None = None,
     a_init: str = "random",
 ) -> FederatedRun:
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
     (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
-    trains B in odd rounds and A in even ones, each round's average exact."""
+    trains B in odd rounds and A in even ones, each round's average exact; "fedex" trains A and
+    B and folds what the averaged factors miss into the base weights (`fedit_residual`)."""
     global_state = init_adapter(base, setup.lora, seed=0, a_init=a_init)
     curve: list[tuple[int, float]] = []
     wire: list[int] = []
     raw: list[int] = []
     seconds = 0.0
+    kept: dict[int, dict[str, Any] | None] = {}
+    residual: dict[str, torch.Tensor] = {}  # float64 sums, applied rounded to the weights' dtype
     for rnd in range(setup.rounds):
-        this_round = alternating_scheme(rnd + 1) if scheme == "alternating" else scheme
+        if scheme == "alternating":
+            this_round = alternating_scheme(rnd + 1)
+        else:
+            this_round = "fedit" if scheme == "fedex" else scheme
         updates = []
         for shard in shards:
             run_seed = seed * 100_000 + rnd * 1000 + shard.peer
             cfg = _train_cfg(setup, this_round, setup.local_steps, seed=run_seed)
-            result = train(base, global_state, shard.train, cfg)
+            with shifted(base, residual):
+                result = train(base, global_state, shard.train, cfg, kept.get(shard.peer))
+            if setup.keep_optimizer:
+                kept[shard.peer] = result.optimizer_state
             seconds += result.seconds
             state = result.state
             if compression is not None:
@@ -153,11 +164,19 @@ def federated(
                 raw.append(rep.raw_bytes)
             updates.append(WeightedUpdate(f"peer-{shard.peer:03d}", state, float(len(shard.train))))
         mean = aggregate(updates, this_round)
-        global_state = server_step(global_state, mean, setup.server_lr)
+        stepped = server_step(global_state, mean, setup.server_lr)
+        if scheme == "fedex":
+            missed = fedit_residual(global_state, updates, stepped, setup.server_lr)
+            for module, change in missed.items():
+                residual[module] = (
+                    residual.get(module, torch.zeros_like(change, dtype=torch.float64)) + change
+                )
+        global_state = stepped
         if setup.round_eval_examples:
-            acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
+            with shifted(base, residual):
+                acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
             curve.append((rnd + 1, acc))
-    return FederatedRun(global_state, curve, _mean(wire), _mean(raw), seconds)
+    return FederatedRun(global_state, curve, _mean(wire), _mean(raw), seconds, residual)
 
 
 def _mean(xs: Sequence[int]) -> float:
@@ -171,6 +190,7 @@ METHODS = (
     "fedit",
     "ffa",
     "ffa-alt",
+    "fedex",
     "ffa-int8",
     "ffa-topk",
     "cost",
@@ -187,6 +207,7 @@ def run(
     server_lr: float = 1.0,
     a_init: str = "random",
     rank: int = 8,
+    keep_optimizer: bool = False,
 ) -> None:
     """Run the experiment's `methods` and write results.jsonl, table.md and PNG plots to
     `out_dir`. `rounds` splits the same total steps into more or fewer federated rounds;
@@ -202,7 +223,9 @@ def run(
                 f"{setup.total_steps} steps over {setup.peers} peers do not split into {rounds} rounds"
             )
         setup = replace(setup, rounds=rounds, local_steps=setup.total_steps // (setup.peers * rounds))
-    setup = replace(setup, server_lr=server_lr, lora_rank=rank)
+    if keep_optimizer and "ffa-alt" in methods:
+        raise ValueError("--keep-optimizer needs one scheme in every round (not ffa-alt)")
+    setup = replace(setup, server_lr=server_lr, lora_rank=rank, keep_optimizer=keep_optimizer)
     command = (
         f"python -m bcfl.experiments.learning --out {out_dir} --seed {seed}"
         + (" --quick" if quick else "")
@@ -211,6 +234,7 @@ def run(
         + (f" --server-lr {server_lr:g}" if server_lr != 1.0 else "")
         + (f" --a-init {a_init}" if a_init != "random" else "")
         + (f" --rank {rank}" if rank != 8 else "")
+        + (" --keep-optimizer" if keep_optimizer else "")
     )
     log = ResultLog(out_dir, command=command)
     started = time.monotonic()
@@ -282,10 +306,11 @@ def run(
 
     curves: dict[str, list[tuple[int, float]]] = {}
     compression_rows: list[tuple[str, float, float]] = []
-    runs: list[tuple[str, str, LoraScheme | Literal["alternating"], CompressionConfig | None]] = [
+    runs: list[tuple[str, str, LoraScheme | Literal["alternating", "fedex"], CompressionConfig | None]] = [
         ("fedit", "federated FedIT", "fedit", None),
         ("ffa", "federated exact (FFA)", "ffa", CompressionConfig("none")),
         ("ffa-alt", "federated exact, alternating B / A", "alternating", CompressionConfig("none")),
+        ("fedex", "federated FedIT + exact residual", "fedex", None),
         ("ffa-int8", "federated exact + int8", "ffa", CompressionConfig("int8")),
         ("ffa-topk", "federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
     ]
@@ -293,7 +318,8 @@ def run(
         if method not in methods:
             continue
         fed = federated(base, shards, test, setup, fed_scheme, seed, comp, a_init=a_init)
-        result = _eval(base, fed.state, test, n_eval, setup)
+        with shifted(base, fed.residual):
+            result = _eval(base, fed.state, test, n_eval, setup)
         extra: dict[str, Any] = {
             "steps": setup.total_steps,
             "train_seconds": fed.train_seconds,
@@ -343,7 +369,9 @@ def run(
         f"{setup.peers} peers, Dirichlet alpha 0.5, "
         f"{setup.rounds} rounds x {setup.local_steps} local steps; centralised {setup.total_steps} steps "
         f"(same total). Batch {setup.batch_size}, lr {setup.learning_rate}, server lr {setup.server_lr:g}, "
-        f"LoRA r={setup.lora.rank} alpha={setup.lora.alpha:g} on q/k/v/o.\n\n"
+        f"LoRA r={setup.lora.rank} alpha={setup.lora.alpha:g} on q/k/v/o"
+        + (", each peer keeps its AdamW across rounds" if setup.keep_optimizer else "")
+        + ".\n\n"
     )
     partition_md = summary_table(shards, splits.label_names)
     (out_dir / "table.md").write_text(
@@ -540,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         default="random",
         help="the shared starting A (random, or the base's top singular directions)",
     )
+    parser.add_argument(
+        "--keep-optimizer",
+        action="store_true",
+        help="each peer continues its own AdamW across rounds (default: a fresh one every round)",
+    )
     a = parser.parse_args(args)
     methods = a.methods.split(",")
     run(
@@ -551,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         server_lr=a.server_lr,
         a_init=a.a_init,
         rank=a.rank,
+        keep_optimizer=a.keep_optimizer,
     )
     return 0
 

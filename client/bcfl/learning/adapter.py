@@ -277,6 +277,26 @@ def applied(base: BaseModel, state: AdapterState) -> Iterator[Any]:
         base.model.eval()
 
 
+@contextmanager
+def shifted(base: BaseModel, change: Mapping[str, torch.Tensor]) -> Iterator[BaseModel]:
+    """`base` with dense weight changes added to the named linear layers (e.g. an exact
+    aggregate's residual); the original weights are put back, bit for bit, on exit."""
+    saved: dict[str, torch.Tensor] = {}
+    try:
+        for module, delta in change.items():
+            weight = base.model.get_submodule(module).weight
+            if tuple(delta.shape) != tuple(weight.shape):
+                raise AdapterError(
+                    f"change for {module} has shape {tuple(delta.shape)}, the layer {tuple(weight.shape)}"
+                )
+            saved[module] = weight.data.clone()
+            weight.data += delta.to(weight.dtype)
+        yield base
+    finally:
+        for module, original in saved.items():
+            base.model.get_submodule(module).weight.data.copy_(original)
+
+
 def state_of(peft_model: Any, spec: LoraSpec) -> AdapterState:
     """The adapter held by a PEFT model, as an AdapterState (copied)."""
     from peft import get_peft_model_state_dict

@@ -14,6 +14,9 @@ Schemes:
   mean(B) @ A == mean(B @ A): the aggregate is the exact mean of the updates' weight deltas.
 - "ffa-a": the same with the roles swapped (B frozen and shared, A averaged), for rounds that
   alternate which factor they train.
+
+`fedit_residual` makes FedIT exact: what FedIT's averaged factors miss of the mean of the
+updates' weight deltas, as a dense correction to fold into the base weights.
 """
 
 from __future__ import annotations
@@ -193,4 +196,30 @@ def deltas(state: AdapterState) -> dict[str, torch.Tensor]:
         a = state.tensors[f"base_model.model.{module}.lora_A.weight"].double()
         b = state.tensors[f"base_model.model.{module}.lora_B.weight"].double()
         out[module] = state.spec.scaling * (b @ a)
+    return out
+
+
+def fedit_residual(
+    start: AdapterState, updates: Sequence[WeightedUpdate], stepped: AdapterState, lr: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """Per adapted module, the dense weight change R that makes FedIT exact: with `stepped` the
+    factors FedIT keeps (the averaged factors after the server step of rate `lr` from `start`),
+    W + R + delta(stepped) == W + delta(start) + lr x (sum_i w_i delta(update_i) - delta(start)),
+    i.e. R = (1 - lr) delta(start) + lr x sum_i w_i delta(update_i) - delta(stepped), where
+    delta = scaling x B @ A. Both factors train and the model is still the exact weighted mean
+    of the peers' models. Accumulated in float64 in key order (order-free), rounded once."""
+    ordered = _ordered(updates)
+    weights = normalised_weights(ordered)
+    for state, what in ((start, "the start"), (stepped, "the stepped aggregate")):
+        problem = incompatibility(state, ordered[0].state, "fedit")
+        if problem is not None:
+            raise AggregationError(f"cannot take the residual against {what}: {problem}")
+    before, after = deltas(start), deltas(stepped)
+    each = [deltas(u.state) for u in ordered]
+    out: dict[str, torch.Tensor] = {}
+    for module, start_delta in before.items():
+        mean = torch.zeros_like(start_delta)
+        for update_deltas, weight in zip(each, weights, strict=True):
+            mean = mean + update_deltas[module] * weight
+        out[module] = ((1.0 - lr) * start_delta + lr * mean - after[module]).to(torch.float32)
     return out

@@ -15,6 +15,7 @@ seeded generator and the torch RNG is forked and seeded, so two runs give the sa
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from collections.abc import Sequence
@@ -84,6 +85,9 @@ class TrainResult:
     losses: tuple[float, ...]  # per step
     tokens: int  # non-padding tokens processed
     seconds: float  # wall time of the steps (not model loading)
+    # AdamW's moments and step count at the end (the peer's own; not part of the update), to
+    # pass back to `train` so the next round's steps continue the same optimiser
+    optimizer_state: dict[str, Any] | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -100,9 +104,15 @@ def batch_schedule(n: int, steps: int, batch_size: int, seed: int) -> list[list[
 
 
 def train(
-    base: BaseModel, start_adapter: AdapterState | None, shard: Sequence[Example], cfg: TrainConfig
+    base: BaseModel,
+    start_adapter: AdapterState | None,
+    shard: Sequence[Example],
+    cfg: TrainConfig,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune LoRA factors on `shard`, starting from `start_adapter` (or the shared init)."""
+    """Fine-tune LoRA factors on `shard`, starting from `start_adapter` (or the shared init).
+    `optimizer_state` (a previous result's) continues that AdamW instead of a fresh one: the
+    moments a peer built in earlier rounds then scale this round's steps, as one optimiser's would."""
     from bcfl.learning.data import label_names
 
     if not shard:
@@ -130,6 +140,8 @@ def train(
         if cfg.checkpointing:
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        if optimizer_state is not None:
+            _load_optimizer(optimizer, optimizer_state, cfg)
         bar = _progress(cfg)
         started = time.perf_counter()
         for indices in schedule:
@@ -152,7 +164,25 @@ def train(
             lm.activation_checkpointing_disable()
         model.eval()
         state = state_of(model, cfg.lora)
-    return TrainResult(state, tuple(losses), tokens, seconds)
+        kept = copy.deepcopy(optimizer.state_dict())
+    return TrainResult(state, tuple(losses), tokens, seconds, kept)
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """Load a kept AdamW state, refusing one made for other parameters (another scheme or rank)."""
+    params = optimizer.param_groups[0]["params"]
+    moments = saved.get("state", {})
+    if len(saved.get("param_groups", [{}])[0].get("params", [])) != len(params) or any(
+        moments[i]["exp_avg"].shape != p.shape for i, p in enumerate(params) if i in moments
+    ):
+        raise TrainError(
+            f"the kept optimiser state was made for other parameters than this run's "
+            f"(scheme {cfg.scheme!r}, rank {cfg.lora.rank})"
+        )
+    optimizer.load_state_dict(copy.deepcopy(saved))
+    for group in optimizer.param_groups:  # this run's settings, not the saved run's
+        group["lr"] = cfg.learning_rate
+        group["weight_decay"] = cfg.weight_decay
 
 
 def train_update(
