@@ -97,6 +97,29 @@ def test_trained_updates_are_saved_and_reused_only_for_the_same_training(tmp_pat
         train_updates(dataclasses.replace(TINY, attacks=("backdoor",)), 0, 0.25, _NoTraining(), cache)
     with pytest.raises(AssertionError, match="retrained"):
         train_updates(dataclasses.replace(TINY, warmup_rounds=2), 0, 0.25, _NoTraining(), cache)
+    # Update attacks are made from the honest updates on load: another factor needs no training.
+    same_size = dataclasses.replace(TINY, sign_flip_factor=1.0, attacks=("sign-flip",))
+    _, flipped = train_updates(same_size, 0, 0.25, _NoTraining(), cache)
+    (bad,) = {n.split("/")[1] for n in flipped if n.startswith("sign-flip/")}
+    assert list(flipped) == [f"honest/{i}" for i in range(4)] + [f"sign-flip/{bad}"]
+    assert np.array_equal(flipped[f"sign-flip/{bad}"], -updates[f"honest/{bad}"])
+    assert np.array_equal(updates[f"sign-flip/{bad}"], -3.0 * updates[f"honest/{bad}"])
+
+
+def test_update_sets_saved_with_the_attack_factors_are_still_reused(tmp_path: Path) -> None:
+    cache = tmp_path / "updates.npz"
+    _, updates = train_updates(TINY, 0, 0.25, LoraTask(TINY, 0), cache)
+    with np.load(cache) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    settings = json.loads(str(arrays["settings"]))
+    assert "sign_flip_factor" not in settings and settings["kinds"] == ["label-flip"]
+    # As a file from before the update attacks were recomputed on load: factors in, all kinds.
+    settings |= {"sign_flip_factor": 3.0, "scaling_factor": 10.0}
+    del settings["kinds"]
+    arrays["settings"] = np.array(json.dumps(settings))
+    np.savez(cache, **arrays)
+    _, again = train_updates(TINY, 0, 0.25, _NoTraining(), cache)
+    assert all(np.array_equal(updates[n], again[n]) for n in updates)
 
 
 def test_a_saved_matrix_without_an_asked_attack_is_rebuilt(

@@ -89,13 +89,16 @@ class LossMatrix:
 
 
 # What the trained updates depend on: a saved set of updates is reused only if these match.
+# The update attacks (sign flip, scaling, ...) are recomputed from the honest updates on every
+# load, so their factors decide the matrix but not the training.
 TRAINING_FIELDS = (
     "model", "peers", "warmup_rounds", "local_steps", "batch_size", "learning_rate", "max_text_tokens",
-    "alpha", "validation_fraction", "sign_flip_factor", "scaling_factor", "backdoor_fraction",
+    "alpha", "validation_fraction", "backdoor_fraction",
 )  # fmt: skip
+UPDATE_ATTACK_FIELDS = ("sign_flip_factor", "scaling_factor")
 
 
-MATRIX_FIELDS = (*TRAINING_FIELDS, "val_examples")
+MATRIX_FIELDS = (*TRAINING_FIELDS, *UPDATE_ATTACK_FIELDS, "val_examples")
 ROOT_FIELDS = (*TRAINING_FIELDS, "root_examples")  # and the base it starts from
 
 
@@ -105,12 +108,23 @@ def attack_kinds(attacks: Sequence[str]) -> tuple[list[str], list[str]]:
     return [k for k in DATA_ATTACKS if k in wanted], [k for k in UPDATE_ATTACKS if k in wanted]
 
 
+def saved_training(raw: str) -> tuple[dict[str, Any], list[str]]:
+    """A saved update set's training settings and the kinds of update it holds, read alike from
+    files that predate the update attacks' recomputation (their factors are ignored)."""
+    settings = json.loads(raw)
+    for name in UPDATE_ATTACK_FIELDS:
+        settings.pop(name, None)
+    kinds = settings.pop("kinds", [*DATA_ATTACKS, *UPDATE_ATTACKS])
+    return settings, kinds
+
+
 def train_updates(
     cfg: SweepConfig, seed: int, fraction: float, task: Any | None, cache: Path | None = None
 ) -> tuple[Vector, dict[str, Vector]]:
     """The round's base (after the warm-up) and every update of the attacked round that
-    `cfg.attacks` needs, by name; loaded from `cache` (an .npz) when it holds them for the same
-    training settings."""
+    `cfg.attacks` needs, by name. The honest and data-attacked updates are trained, or loaded
+    from `cache` (an .npz) when it holds them for the same training settings; the update attacks
+    are the sweep's corruptions of the attackers' honest updates, made here with `cfg`'s factors."""
     from bcfl.experiments.anomaly import _corrupt
 
     data_kinds, update_kinds = attack_kinds(cfg.attacks)
@@ -119,30 +133,45 @@ def train_updates(
         "fraction": fraction,
         **{f: getattr(cfg, f) for f in TRAINING_FIELDS},
     }
-    if data_kinds + update_kinds != [*DATA_ATTACKS, *UPDATE_ATTACKS]:  # a subset: the cache says which
-        trained["kinds"] = data_kinds + update_kinds
-    settings = json.dumps(trained)
+    loaded = None
     if cache is not None and cache.exists():
         with np.load(cache) as saved:
-            if str(saved["settings"]) == settings:
+            settings, kinds = saved_training(str(saved["settings"]))
+            if settings == trained and set(data_kinds) <= set(kinds):
                 names = [str(n) for n in saved["names"]]
-                return saved["base"], {n: saved[f"update{i}"] for i, n in enumerate(names)}
-    if task is None:  # nothing saved for these settings: train them
-        from bcfl.experiments.anomaly import LoraTask
+                loaded = saved["base"], {n: saved[f"update{i}"] for i, n in enumerate(names)}
+    bad = sorted(attackers(cfg.peers, fraction, seed))
+    if loaded is not None:
+        b, stored = loaded
+        keep = [f"honest/{i}" for i in range(cfg.peers)] + [f"{k}/{i}" for i in bad for k in data_kinds]
+        updates = {n: stored[n] for n in keep}
+    else:
+        if task is None:  # nothing saved for these settings: train them
+            from bcfl.experiments.anomaly import LoraTask
 
-        task = LoraTask(cfg, seed)
-    b = task.warm_start()
-    updates = {f"honest/{i}": task.delta(b, i, 1) for i in range(cfg.peers)}
-    for i in sorted(attackers(cfg.peers, fraction, seed)):
-        for kind in data_kinds:
-            updates[f"{kind}/{i}"] = task.delta(b, i, 1, kind)
+            task = LoraTask(cfg, seed)
+        b = task.warm_start()
+        updates = {f"honest/{i}": task.delta(b, i, 1) for i in range(cfg.peers)}
+        for i in bad:
+            for kind in data_kinds:
+                updates[f"{kind}/{i}"] = task.delta(b, i, 1, kind)
+        if cache is not None:
+            arrays: dict[str, Any] = {f"update{i}": v for i, v in enumerate(updates.values())}
+            settings_json = json.dumps({**trained, "kinds": data_kinds})
+            arrays |= {"settings": np.array(settings_json), "names": np.array(list(updates)), "base": b}
+            np.savez(cache, **arrays)
+    for i in bad:
         for kind in update_kinds:  # the sweep's own corruption of round 1's update
             updates[f"{kind}/{i}"] = _corrupt(kind, updates[f"honest/{i}"], cfg, seed * 100_000 + 100 + i)
-    if cache is not None:
-        arrays: dict[str, Any] = {f"update{i}": v for i, v in enumerate(updates.values())}
-        arrays |= {"settings": np.array(settings), "names": np.array(list(updates)), "base": b}
-        np.savez(cache, **arrays)
-    return b, updates
+    return b, _in_sweep_order(updates, cfg.peers, bad, data_kinds + update_kinds)
+
+
+def _in_sweep_order(
+    updates: dict[str, Vector], peers: int, bad: list[int], kinds: list[str]
+) -> dict[str, Vector]:
+    """Honest updates by peer, then each attacker's updates by kind: the matrix's column order."""
+    names = [f"honest/{i}" for i in range(peers)] + [f"{k}/{i}" for i in bad for k in kinds]
+    return {n: updates[n] for n in names}
 
 
 def build_matrix(cfg: SweepConfig, seed: int, fraction: float, cache: Path | None = None) -> LossMatrix:
@@ -270,13 +299,13 @@ def root_update(cfg: SweepConfig, seed: int, base: Vector, cache: Path) -> Vecto
     from bcfl.experiments.anomaly import LoraTask
 
     digest = hashlib.sha256(base.tobytes()).hexdigest()
-    settings = json.dumps({"seed": seed, "base": digest, **{f: getattr(cfg, f) for f in ROOT_FIELDS}})
+    settings = {"seed": seed, "base": digest, **{f: getattr(cfg, f) for f in ROOT_FIELDS}}
     if cache.exists():
         with np.load(cache) as saved:
-            if str(saved["settings"]) == settings:
+            if saved_training(str(saved["settings"]))[0] == settings:
                 return np.asarray(saved["root"])
     root = LoraTask(cfg, seed).delta(base, -1, 1)
-    np.savez(cache, settings=np.array(settings), root=root)
+    np.savez(cache, settings=np.array(json.dumps(settings)), root=root)
     return root
 
 
@@ -503,6 +532,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--warmup-rounds", type=int, default=QUICK.warmup_rounds, help="honest rounds before the attacked one"
     )
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="only these attacks' updates are made")
+    parser.add_argument(
+        "--sign-flip-factor",
+        type=float,
+        default=QUICK.sign_flip_factor,
+        help="a sign flip submits -factor x the attacker's honest update (1: the same size)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="seeds' matrices built in this many processes")
     parser.add_argument(
         "--baselines",
@@ -521,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         vote_spread=args.spread,
         warmup_rounds=args.warmup_rounds,
         attacks=tuple(args.attacks.split(",")),
+        sign_flip_factor=args.sign_flip_factor,
     )
     given = list(sys.argv[1:] if argv is None else argv)
     command = command_line("bcfl.experiments.gate_replay", given, args.out_dir)
