@@ -526,6 +526,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the vote rule's robust standard deviations above the median (default 0: fixed tolerance only)",
     )
     parser.add_argument(
+        "--spread-cap",
+        type=float,
+        default=QUICK.vote_spread_cap,
+        help="with --spread: at most this share of the base loss above the median",
+    )
+    parser.add_argument(
         "--val-examples", type=int, default=QUICK.val_examples, help="validation examples per evaluation"
     )
     parser.add_argument(
@@ -554,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         val_examples=args.val_examples,
         vote_median_share=args.median_share,
         vote_spread=args.spread,
+        vote_spread_cap=args.spread_cap,
         warmup_rounds=args.warmup_rounds,
         attacks=tuple(args.attacks.split(",")),
         sign_flip_factor=args.sign_flip_factor,
