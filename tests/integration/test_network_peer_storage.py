@@ -194,3 +194,35 @@ def test_upload_slots_hold_further_objects_until_one_is_sent(tmp_path: Path) -> 
         fetching.join(timeout=10)
         assert got and len(got[0]) == 10_000 and server.served == 1
         assert [e.outcome for e in reader.events] == ["ok"]
+
+
+def test_a_free_slot_goes_to_the_request_the_plan_serves_first(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path / "peer0")
+    order = [("cid-x", "10.0.0.2"), ("cid-x", "10.0.0.3")]
+    with ObjectServer(store, upload_slots=1, serve_order=order, hold=2.0) as server:
+        granted: list[str] = []
+
+        def ask(requester: str) -> None:
+            with server.upload_slot(cid="cid-x", requester=requester):
+                granted.append(requester)
+                time.sleep(0.05)
+
+        late_in_plan = threading.Thread(target=ask, args=("10.0.0.3",))
+        late_in_plan.start()  # arrives first, with the slot free: still waits for 10.0.0.2
+        time.sleep(0.3)
+        assert granted == []
+        first_in_plan = threading.Thread(target=ask, args=("10.0.0.2",))
+        first_in_plan.start()
+        for t in (late_in_plan, first_in_plan):
+            t.join(timeout=5)
+        assert granted == ["10.0.0.2", "10.0.0.3"]
+        # A request the plan does not name waits at most `hold` for the planned ones.
+        started = time.monotonic()
+        with server.upload_slot(cid="cid-y", requester="10.0.0.9"):
+            pass
+        assert time.monotonic() - started < 1.0
+    with ObjectServer(store, upload_slots=1, serve_order=order, hold=0.2) as server:
+        started = time.monotonic()
+        with server.upload_slot(cid="cid-x", requester="10.0.0.3"):  # 10.0.0.2 never asks
+            waited = time.monotonic() - started
+        assert 0.15 <= waited < 1.0

@@ -9,8 +9,9 @@ holds its update and fetches every other peer's, through the node's own `Planned
 - `star`: each object through a server host (the server fetches it from its source when first
   asked, then serves it to everyone), a star through one relay.
 With `--upload-slots` every server sends at most as many objects at once as the plan gives it
-upload slots, the rest of the requests waiting their turn, as a node's server does; without it
-every request is sent at once. The testbed's access links are drawn as the `paths`
+upload slots, the rest of the requests waiting their turn, as a node's server does, and grants
+its slots in the order of its sends in the plan (which a node's server does not do yet);
+without it every request is sent at once. The testbed's access links are drawn as the `paths`
 experiment's testbed draws them (`full_mesh(peers, seed, model=TESTBED_MODEL)`: the stated
 model scaled down, median 8 Mbit/s, so that the Python agents of 8-9 hosts on a 2-core machine
 are not CPU-bound), the server's at `--server-mbit`; the simulator gets the same rates on a
@@ -91,9 +92,18 @@ def run_once(
     plan_s = time.monotonic() - t0
     predicted = simulate(sim_topo, plan)
     slots = {h: plan.slots(h) for h in range(n + 1)} if slotted else None
+    order = {h: [(cids[t.obj], t.dst) for t in plan.transfers if t.src == h] for h in range(n + 1)}
     with Testbed([*ups, server_rate], [*downs, server_rate]) as bed:
         reports = run_store_path(
-            bed, objects, routes, list(range(n)), work, relay_hops=hops, upload_slots=slots, timeout=300
+            bed,
+            objects,
+            routes,
+            list(range(n)),
+            work,
+            relay_hops=hops,
+            upload_slots=slots,
+            serve_order=order if slotted else None,
+            timeout=300,
         )
     real = {h: float(reports[h]["completion"]) for h in range(n)}
     errors = [abs(real[h] - predicted.completion[h]) / predicted.completion[h] for h in real]

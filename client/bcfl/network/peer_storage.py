@@ -45,6 +45,7 @@ other peer the plan gives the object to before it, then the object's source.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -80,6 +81,7 @@ RouteLike = Route | Sequence[Address]
 Routes = Mapping[str, RouteLike] | Callable[[str], RouteLike]
 _LINE_LIMIT = 64 * 1024
 KEEPALIVE_S = 1.0  # how often a queued request hears WAIT from the server
+HOLD_S = 0.25  # how long a request waits for an earlier planned one to arrive
 MAX_PROBE_BYTES = 64 << 20  # a probe long enough to measure a fast link, short of a flood
 _T = TypeVar("_T")
 
@@ -114,7 +116,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if payload is None:
                 self.wfile.write(f"NO {cid} not held\n".encode())
                 return
-            with owner.upload_slot(keepalive=lambda: self.wfile.write(b"WAIT\n")):
+            keepalive = lambda: self.wfile.write(b"WAIT\n")  # noqa: E731
+            with owner.upload_slot(keepalive, cid=cid, requester=str(self.client_address[0])):
                 self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
         except (OSError, ValueError, StorageError):
             return  # the client sees a short or missing answer and routes around
@@ -131,6 +134,49 @@ class _Handler(socketserver.StreamRequestHandler):
             left -= len(block)
 
 
+class _OrderedSlots:
+    """Upload slots granted in a plan's order (see ObjectServer); first come, first served for
+    requests the plan does not name."""
+
+    def __init__(self, slots: int, order: Sequence[tuple[str, str]], hold: float) -> None:
+        self._free = slots
+        self._position = {key: i for i, key in reversed(list(enumerate(order)))}
+        self._granted: set[int] = set()
+        self._waiting: dict[int, tuple[int, float]] = {}  # ticket -> (position, arrival)
+        self._tickets = itertools.count()
+        self._hold = hold
+        self._cond = threading.Condition()
+
+    def _may_go(self, ticket: int, now: float) -> bool:
+        position, arrived = self._waiting[ticket]
+        key = (position, ticket)
+        if any((p, t) < key for t, (p, _) in self._waiting.items() if t != ticket):
+            return False  # an earlier planned (or earlier arrived) request is waiting
+        missing = any(p < position and p not in self._granted for p in self._position.values())
+        return not missing or now - arrived >= self._hold
+
+    def acquire(self, key: tuple[str, str], keepalive: Callable[[], object] | None) -> None:
+        ticket = next(self._tickets)
+        with self._cond:
+            now = time.monotonic()
+            self._waiting[ticket] = (self._position.get(key, len(self._position) + ticket), now)
+            last_keepalive = now
+            while not (self._free > 0 and self._may_go(ticket, time.monotonic())):
+                self._cond.wait(timeout=min(self._hold, KEEPALIVE_S) / 2)
+                if keepalive is not None and time.monotonic() - last_keepalive >= KEEPALIVE_S:
+                    keepalive()
+                    last_keepalive = time.monotonic()
+            position, _ = self._waiting.pop(ticket)
+            self._granted.add(position)
+            self._free -= 1
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -144,15 +190,25 @@ class ObjectServer:
     """Serves the objects `storage` holds to other peers over TCP, until `stop()`."""
 
     def __init__(
-        self, storage: Storage, host: str = "127.0.0.1", port: int = 0, *, upload_slots: int | None = None
+        self,
+        storage: Storage,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        upload_slots: int | None = None,
+        serve_order: Sequence[tuple[str, str]] = (),
+        hold: float = HOLD_S,
     ) -> None:
         """`upload_slots`: at most this many objects are sent at once, the rest wait their turn
         (a relay then gets a whole object sooner than when every request shares the upload);
-        None: every request at once."""
+        None: every request at once. `serve_order`: (CID, requester host) in the plan's order
+        of this peer's sends; a free slot goes to the waiting request earliest in it, and a
+        request waits up to `hold` s for an earlier planned one that has not arrived yet (a
+        request that comes first does not take the slot the plan gave another peer)."""
         if upload_slots is not None and upload_slots < 1:
             raise ValueError(f"upload_slots must be >= 1 or None, got {upload_slots}")
         self.storage = storage
-        self._slots = threading.BoundedSemaphore(upload_slots) if upload_slots is not None else None
+        self._slots = _OrderedSlots(upload_slots, serve_order, hold) if upload_slots is not None else None
         self._server = _TCPServer((host, port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="bcfl-object-server", daemon=True
@@ -161,15 +217,15 @@ class ObjectServer:
         self.served_bytes = 0
 
     @contextlib.contextmanager
-    def upload_slot(self, keepalive: Callable[[], object] | None = None) -> Iterator[None]:
+    def upload_slot(
+        self, keepalive: Callable[[], object] | None = None, *, cid: str = "", requester: str = ""
+    ) -> Iterator[None]:
         """Hold one upload slot; while waiting for one, call `keepalive` every second (the
         server tells the requester it is queued, so its read timeout does not run out)."""
         if self._slots is None:
             yield
             return
-        while not self._slots.acquire(timeout=KEEPALIVE_S):
-            if keepalive is not None:
-                keepalive()
+        self._slots.acquire((cid, requester), keepalive)
         try:
             yield
         finally:

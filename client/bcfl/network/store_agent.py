@@ -40,7 +40,10 @@ def _agent(config: Mapping[str, Any], node: int) -> None:
     }
     storage = PlannedStorage(store, routes, wait=float(config["timeout"]))
     slots = config["upload_slots"].get(str(node))
-    server = ObjectServer(storage, config["hosts"][str(node)], PORT, upload_slots=slots).start()
+    order = [(cid, host) for cid, host in config["serve_order"].get(str(node), [])]
+    server = ObjectServer(
+        storage, config["hosts"][str(node)], PORT, upload_slots=slots, serve_order=order
+    ).start()
     print("READY", flush=True)
     start = float(sys.stdin.readline().split()[1])
     time.sleep(max(0.0, start - time.time()))
@@ -87,11 +90,13 @@ def run_store_path(
     *,
     relay_hops: int,
     upload_slots: Mapping[int, int] | None = None,
+    serve_order: Mapping[int, Sequence[tuple[str, int]]] | None = None,
     timeout: float = 120.0,
 ) -> dict[int, dict[str, Any]]:
     """On a built testbed: `objects` (CID -> (holder host, bytes)) start on their holders;
     host h asks for CID c from the hosts `routes[h][c]`, in order, and sends at most
-    `upload_slots[h]` objects at once (default: no limit). Every host runs an agent;
+    `upload_slots[h]` objects at once (default: no limit), granting them in the order of
+    `serve_order[h]` ((CID, receiving host) in plan order). Every host runs an agent;
     returns each receiver's report (completion s, arrivals, errors) and every host's bytes
     served (`served_bytes`; a host that received nothing has only that)."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +117,9 @@ def run_store_path(
         },
         "relay_hops": relay_hops,
         "upload_slots": {str(h): n for h, n in (upload_slots or {}).items()},
+        "serve_order": {
+            str(h): [[cid, bed.addresses[r]] for cid, r in order] for h, order in (serve_order or {}).items()
+        },
         "timeout": timeout,
     }
     cfg = work_dir / "store-agents.json"
