@@ -14,6 +14,7 @@ from bcfl.network.paths import (
     shortest_time_tree,
     star_plan,
     tree_plan,
+    whole_object_plan,
     widest_path_tree,
 )
 from bcfl.network.plan import Plan, PlanError, Transfer, allgather, broadcast, plan_from_dict, plan_to_dict
@@ -137,6 +138,17 @@ def test_optimised_beats_star_and_naive_on_a_heterogeneous_mesh() -> None:
     naive = simulate(topo, naive_plan(topo, problem)).finish
     assert optimised < star < naive
     assert optimised < 2.0 * lower_bound(topo, problem).value
+
+
+def test_whole_object_plans_move_each_object_in_one_piece() -> None:
+    topo = generate("mesh", 8, seed=0)
+    problem = allgather(topo.peers, 1_000_000)
+    plan = whole_object_plan(topo, problem)
+    plan.validate()
+    assert set(plan.chunks.values()) == {1}
+    # Each receiver gets each object once, from one sender: the routes a node follows.
+    assert len({(t.obj, t.dst) for t in plan.transfers}) == len(plan.transfers)
+    assert simulate(topo, plan).finish < simulate(topo, naive_plan(topo, problem)).finish
 
 
 def test_allgather_plans_deliver_everything() -> None:

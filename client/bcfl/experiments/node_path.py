@@ -3,8 +3,8 @@
 The round's exchange a `storage = "p2p"` node performs, on the namespace testbed: every peer
 holds its update and fetches every other peer's, through the node's own `PlannedStorage` and
 `ObjectServer` (`bcfl.network.store_agent`), whole objects, all at once. Strategies:
-- `optimised`: routes from `optimised_plan(..., chunks=1)` with relay requests (what
-  `ChainRoutes` gives a node);
+- `optimised`: routes from `whole_object_plan` with relay requests (what `ChainRoutes` gives
+  a node);
 - `direct`: each object from its source only (naive all-to-all);
 - `star`: each object through a server host (the server fetches it from its source when first
   asked, then serves it to everyone), a star through one relay.
@@ -36,7 +36,7 @@ from typing import Any
 
 from bcfl.experiments.paths import TESTBED_MODEL
 from bcfl.experiments.results import ResultLog, markdown_table, median_spread, read_records
-from bcfl.network.paths import naive_plan, optimised_plan, star_plan
+from bcfl.network.paths import naive_plan, star_plan, whole_object_plan
 from bcfl.network.peer_storage import routes_from_plan
 from bcfl.network.plan import Plan, allgather
 from bcfl.network.simulator import simulate
@@ -75,7 +75,7 @@ def run_once(
     server = n
     t0 = time.monotonic()
     if strategy == "optimised":
-        plan = optimised_plan(mesh, problem, chunks=1)
+        plan = whole_object_plan(mesh, problem)
         routes, hops, sim_topo = _routes(plan, n, cids), n, mesh
     elif strategy == "direct":
         plan = naive_plan(mesh, problem)

@@ -36,7 +36,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -230,6 +230,9 @@ PORTFOLIO = (
     SwarmPolicy("deadline", 2, 0.3),
     SwarmPolicy("deadline", 2, 1.0),  # every receiver by slack: the one furthest behind first
 )
+# For whole objects (a node moves each object in one piece): the same orders, never finer, so the
+# plan the portfolio picks and simulates is the one the peers carry out.
+WHOLE_OBJECT_PORTFOLIO = tuple(replace(p, chunks_factor=1) for p in PORTFOLIO[:1] + PORTFOLIO[2:])
 # join the portfolio where `rates_fit` (one source, small graph); the program is solved once for both
 RATES_POLICIES = (
     SwarmPolicy("rates", 4, download="flows"),
@@ -245,6 +248,13 @@ def optimised_plan(
     `PORTFOLIO_MAX_PEERS` peers, else relay order alone) builds a plan, each is simulated on the
     same model, and the fastest is kept (the first on a tie)."""
     return optimised_choice(topo, problem, chunks=chunks, policies=policies)[0]
+
+
+def whole_object_plan(topo: Topology, problem: Problem) -> Plan:
+    """The optimised plan when every object moves in one piece (one chunk, relays forward
+    whole objects): the portfolio's policies at one chunk only, so a node's routes follow the
+    plan that was simulated."""
+    return optimised_plan(topo, problem, chunks=1, policies=WHOLE_OBJECT_PORTFOLIO)
 
 
 def optimised_choice(

@@ -5,7 +5,7 @@ A node in this mode (`storage = "p2p"`) keeps every object in an embedded blocks
 folder, serves that store with an `ObjectServer`, and reads through a `PlannedStorage` whose
 routes come from `ChainRoutes`: the chain says who holds each object first (an update's CID ->
 its submitter, a vote file's CID -> its voter), the peers file says where each peer serves and
-what its links carry, and the optimised planner (`bcfl.network.paths.optimised_plan`) says which
+what its links carry, and the optimised planner (`bcfl.network.paths.whole_object_plan`) says which
 peers each object travels through. Every peer computes the same plan from the same public
 inputs, so a peer named as another's sender is asked to relay: it fetches the object along its
 own route (peers the plan reaches before it, then the source), keeps it and serves it on.
@@ -49,7 +49,7 @@ import networkx as nx
 from bcfl.chain.federation import Federation
 from bcfl.config import ConfigError, read_toml
 from bcfl.errors import BcflError
-from bcfl.network.paths import optimised_plan, slot_counts
+from bcfl.network.paths import slot_counts, whole_object_plan
 from bcfl.network.peer_storage import ObjectServer, PlannedStorage, Route, routes_from_plan
 from bcfl.network.plan import ObjectSpec, Plan, Problem
 from bcfl.network.topology import MBIT, Topology
@@ -266,7 +266,7 @@ class ChainRoutes:
         self.peers = peers
         self.me = me
         self.lookback = lookback
-        self.planner = planner or (lambda topo, problem: optimised_plan(topo, problem, chunks=1))
+        self.planner = planner or whole_object_plan
         self.topology = peers.topology()
         self._addresses = peers.addresses()
         self._routes: dict[str, Route] = {}
