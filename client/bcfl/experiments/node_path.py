@@ -10,7 +10,8 @@ holds its update and fetches every other peer's, through the node's own `Planned
   asked, then serves it to everyone), a star through one relay.
 With `--upload-slots` every server sends at most as many objects at once as the plan gives it
 upload slots, the rest of the requests waiting their turn, as a node's server does, and grants
-its slots in the order of its sends in the plan (which a node's server does not do yet);
+its slots in the order of its sends in the plan (which a node's server does not do yet;
+`--arrival-order` grants them as requests arrive, as a node's server does);
 without it every request is sent at once. The testbed's access links are drawn as the `paths`
 experiment's testbed draws them (`full_mesh(peers, seed, model=TESTBED_MODEL)`: the stated
 model scaled down, median 8 Mbit/s, so that the Python agents of 8-9 hosts on a 2-core machine
@@ -19,7 +20,7 @@ full mesh with the testbed's small latency and the plan that matches each strate
 (chunks = 1).
 
     python -m bcfl.experiments.node_path OUT_DIR [--peers 8] [--seeds 0,1] [--repeats 2]
-        [--mib 1] [--server-mbit 40] [--upload-slots]
+        [--mib 1] [--server-mbit 40] [--upload-slots [--arrival-order]]
 """
 
 from __future__ import annotations
@@ -62,7 +63,15 @@ def _routes(plan: Plan, peers: int, cids: dict[str, str]) -> dict[int, dict[str,
 
 
 def run_once(
-    strategy: str, drawn: Topology, size: int, server_rate: float, work: Path, seed: int, *, slotted: bool
+    strategy: str,
+    drawn: Topology,
+    size: int,
+    server_rate: float,
+    work: Path,
+    seed: int,
+    *,
+    slotted: bool,
+    plan_order: bool = True,
 ) -> dict[str, Any]:
     n = len(drawn.peers)
     ups = [drawn.up(i) for i in range(n)]
@@ -102,7 +111,7 @@ def run_once(
             work,
             relay_hops=hops,
             upload_slots=slots,
-            serve_order=order if slotted else None,
+            serve_order=order if slotted and plan_order else None,
             timeout=300,
         )
     real = {h: float(reports[h]["completion"]) for h in range(n)}
@@ -124,6 +133,7 @@ def run_once(
         "uploads_mbit": [u / MBIT for u in ups],
         "server_mbit": server_rate / MBIT,
         "upload_slots": slots,
+        "plan_order": bool(slotted and plan_order),
     }
 
 
@@ -136,6 +146,7 @@ def run(
     mib: float = 1.0,
     server_mbit: float = 40.0,
     slotted: bool = False,
+    plan_order: bool = True,
     command: str,
 ) -> None:
     log = ResultLog(out_dir, command=command)
@@ -145,7 +156,8 @@ def run(
         for strategy in STRATEGIES:
             for repeat in range(repeats):
                 work = out_dir / "work" / f"{strategy}-s{seed}-r{repeat}"
-                rec = run_once(strategy, drawn, size, server_mbit * MBIT, work, seed, slotted=slotted)
+                rate, ordered = server_mbit * MBIT, plan_order
+                rec = run_once(strategy, drawn, size, rate, work, seed, slotted=slotted, plan_order=ordered)
                 shutil.rmtree(work, ignore_errors=True)  # the stores: a copy of every object per host
                 log.append({"experiment": NAME, "repeat": repeat, **rec})
                 print(
@@ -232,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="each server sends at most its planned upload slots' worth of objects at once (as a node does)",
     )
+    parser.add_argument(
+        "--arrival-order",
+        action="store_true",
+        help="with --upload-slots: grant slots as requests arrive (as a node does), not in the plan's order",
+    )
     args = parser.parse_args(argv)
     command = "python -m bcfl.experiments.node_path " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
@@ -242,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         mib=args.mib,
         server_mbit=args.server_mbit,
         slotted=args.upload_slots,
+        plan_order=not args.arrival_order,
         command=command,
     )
 
