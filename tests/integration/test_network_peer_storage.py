@@ -226,3 +226,35 @@ def test_a_free_slot_goes_to_the_request_the_plan_serves_first(tmp_path: Path) -
         with server.upload_slot(cid="cid-x", requester="10.0.0.3"):  # 10.0.0.2 never asks
             waited = time.monotonic() - started
         assert 0.15 <= waited < 1.0
+
+
+def test_a_queued_requester_that_goes_away_holds_no_one_up(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path / "peer0")
+    with ObjectServer(store, upload_slots=1) as server:
+        gone: list[BaseException] = []
+
+        def vanish() -> None:
+            raise BrokenPipeError("requester closed the connection")
+
+        def queued() -> None:
+            try:
+                with server.upload_slot(vanish, cid="cid-x", requester="10.0.0.2"):
+                    pass
+            except BrokenPipeError as exc:
+                gone.append(exc)
+
+        with server.upload_slot(cid="cid-x", requester="10.0.0.1"):  # the only slot is taken
+            waiting = threading.Thread(target=queued)
+            waiting.start()
+            waiting.join(timeout=5)  # its first keepalive fails after a second
+            assert gone and not waiting.is_alive()
+        served: list[str] = []
+
+        def later() -> None:
+            with server.upload_slot(cid="cid-x", requester="10.0.0.3"):
+                served.append("10.0.0.3")
+
+        after = threading.Thread(target=later, daemon=True)
+        after.start()
+        after.join(timeout=2)
+        assert served == ["10.0.0.3"]  # not stuck behind the request that went away

@@ -156,20 +156,32 @@ class _OrderedSlots:
         return not missing or now - arrived >= self._hold
 
     def acquire(self, key: tuple[str, str], keepalive: Callable[[], object] | None) -> None:
+        """Wait for a slot (calling `keepalive` every second, outside the lock); a request that
+        fails while waiting (its requester gone) leaves the queue, so it holds no one up."""
         ticket = next(self._tickets)
+        planned = len(self._position)
         with self._cond:
-            now = time.monotonic()
-            self._waiting[ticket] = (self._position.get(key, len(self._position) + ticket), now)
-            last_keepalive = now
-            while not (self._free > 0 and self._may_go(ticket, time.monotonic())):
-                self._cond.wait(timeout=min(self._hold, KEEPALIVE_S) / 2)
+            self._waiting[ticket] = (self._position.get(key, planned + ticket), time.monotonic())
+        last_keepalive = time.monotonic()
+        try:
+            while True:
+                with self._cond:
+                    if self._free > 0 and self._may_go(ticket, time.monotonic()):
+                        position, _ = self._waiting.pop(ticket)
+                        if position < planned:  # only the plan's sends are remembered
+                            self._granted.add(position)
+                        self._free -= 1
+                        self._cond.notify_all()
+                        return
+                    self._cond.wait(timeout=min(self._hold, KEEPALIVE_S) / 2)
                 if keepalive is not None and time.monotonic() - last_keepalive >= KEEPALIVE_S:
                     keepalive()
                     last_keepalive = time.monotonic()
-            position, _ = self._waiting.pop(ticket)
-            self._granted.add(position)
-            self._free -= 1
-            self._cond.notify_all()
+        except BaseException:
+            with self._cond:
+                self._waiting.pop(ticket, None)
+                self._cond.notify_all()
+            raise
 
     def release(self) -> None:
         with self._cond:
