@@ -151,13 +151,15 @@ def run(
 ) -> None:
     log = ResultLog(out_dir, command=command)
     size = int(mib * (1 << 20))
+    rate = server_mbit * MBIT
     for seed in seeds:
         drawn = full_mesh(peers, seed, model=TESTBED_MODEL)
         for strategy in STRATEGIES:
             for repeat in range(repeats):
                 work = out_dir / "work" / f"{strategy}-s{seed}-r{repeat}"
-                rate, ordered = server_mbit * MBIT, plan_order
-                rec = run_once(strategy, drawn, size, rate, work, seed, slotted=slotted, plan_order=ordered)
+                rec = run_once(
+                    strategy, drawn, size, rate, work, seed, slotted=slotted, plan_order=plan_order
+                )
                 shutil.rmtree(work, ignore_errors=True)  # the stores: a copy of every object per host
                 log.append({"experiment": NAME, "repeat": repeat, **rec})
                 print(

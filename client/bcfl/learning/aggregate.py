@@ -89,13 +89,15 @@ def _ordered(updates: Sequence[WeightedUpdate]) -> list[WeightedUpdate]:
     return ordered
 
 
-def weighted_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """sum_i w_i * t_i accumulated in the order given (float64), rounded once to float32."""
+def weighted_mean(
+    tensors: Sequence[torch.Tensor], weights: Sequence[float], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """sum_i w_i * t_i accumulated in the order given (float64), rounded once to `dtype`."""
     acc = torch.zeros_like(tensors[0], dtype=torch.float64)
     for tensor, weight in zip(tensors, weights, strict=True):
         term = tensor.to(torch.float64) * weight
         acc = acc + term
-    return acc.to(torch.float32)
+    return acc.to(dtype)
 
 
 def aggregate(updates: Sequence[WeightedUpdate], scheme: LoraScheme = "ffa") -> AdapterState:
@@ -218,8 +220,6 @@ def fedit_residual(
     each = [deltas(u.state) for u in ordered]
     out: dict[str, torch.Tensor] = {}
     for module, start_delta in before.items():
-        mean = torch.zeros_like(start_delta)
-        for update_deltas, weight in zip(each, weights, strict=True):
-            mean = mean + update_deltas[module] * weight
+        mean = weighted_mean([d[module] for d in each], weights, torch.float64)
         out[module] = ((1.0 - lr) * start_delta + lr * mean - after[module]).to(torch.float32)
     return out

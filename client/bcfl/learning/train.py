@@ -164,7 +164,7 @@ def train(
             lm.activation_checkpointing_disable()
         model.eval()
         state = state_of(model, cfg.lora)
-        kept = copy.deepcopy(optimizer.state_dict())
+        kept = optimizer.state_dict()  # the optimiser ends here, so its tensors need no copy
     return TrainResult(state, tuple(losses), tokens, seconds, kept)
 
 

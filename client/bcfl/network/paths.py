@@ -232,7 +232,7 @@ PORTFOLIO = (
 )
 # For whole objects (a node moves each object in one piece): the same orders, never finer, so the
 # plan the portfolio picks and simulates is the one the peers carry out.
-WHOLE_OBJECT_PORTFOLIO = tuple(replace(p, chunks_factor=1) for p in PORTFOLIO[:1] + PORTFOLIO[2:])
+WHOLE_OBJECT_PORTFOLIO = tuple(dict.fromkeys(replace(p, chunks_factor=1) for p in PORTFOLIO))
 # join the portfolio where `rates_fit` (one source, small graph); the program is solved once for both
 RATES_POLICIES = (
     SwarmPolicy("rates", 4, download="flows"),

@@ -116,8 +116,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if payload is None:
                 self.wfile.write(f"NO {cid} not held\n".encode())
                 return
-            keepalive = lambda: self.wfile.write(b"WAIT\n")  # noqa: E731
-            with owner.upload_slot(keepalive, cid=cid, requester=str(self.client_address[0])):
+            requester = str(self.client_address[0])
+            with owner.upload_slot(lambda: self.wfile.write(b"WAIT\n"), cid=cid, requester=requester):
                 self.wfile.write(f"OK {len(payload)}\n".encode() + payload)
         except (OSError, ValueError, StorageError):
             return  # the client sees a short or missing answer and routes around
