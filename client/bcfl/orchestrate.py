@@ -65,6 +65,7 @@ class FederationSpec:
     batch_size: int = 4
     max_tokens: int = 96
     eval_examples: int = 8
+    base_accuracy: bool = True  # each vote file also carries the base's accuracy (explorer)
     threads: int = 1
     partition: str = "dirichlet"
     alpha: float = 0.5
@@ -268,6 +269,7 @@ class LocalFederation:
             "batch_size": spec.batch_size,
             "max_tokens": spec.max_tokens,
             "eval_examples": spec.eval_examples,
+            "base_accuracy": spec.base_accuracy,
             "threads": spec.threads,
             "slowdown": spec.slowdowns.get(p.index, 0.0),
             "log_format": "json",

@@ -18,6 +18,7 @@ from bcfl.learning.adapter import (
     expected_shapes,
     from_files,
     init_adapter,
+    merged,
     shifted,
     to_files,
 )
@@ -123,6 +124,25 @@ def test_shifted_adds_dense_changes_and_puts_the_weights_back(tiny: BaseModel) -
         pass
     after = tiny.model.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_merged_folds_the_factors_in_and_swaps_the_weights_back(tiny: BaseModel) -> None:
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    state = _trained_like(tiny)
+    ids = torch.tensor([[2, 4, 6, 8, 10]])
+    with torch.no_grad(), applied(tiny, state) as model:
+        with_adapter = model(input_ids=ids).logits
+    with torch.no_grad(), merged(tiny, state) as model:
+        folded = model(input_ids=ids).logits
+        assert not any("lora" in name for name, _ in model.named_modules())
+    assert torch.allclose(folded, with_adapter, atol=1e-5)
+    assert not torch.allclose(folded, tiny.model(input_ids=ids).logits, atol=1e-4)
+    last_b = [k for k in state.tensors if ".lora_B." in k][-1]  # fails after the others are swapped
+    wrong = state.replace({**state.tensors, last_b: torch.zeros(3, SPEC.rank)})
+    with pytest.raises(AdapterError, match="do not fit the layer"), merged(tiny, wrong):
+        pass
+    after = tiny.model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)  # bit for bit, error or not
 
 
 def _tampered(tiny: BaseModel, key_index: int, tensor: torch.Tensor | None) -> dict[str, bytes]:

@@ -107,6 +107,10 @@ def round_split(
     ipfs: Annotated[
         bool, typer.Option(help="One js-ipfs daemon per peer instead of the embedded store")
     ] = False,
+    base_accuracy: Annotated[
+        bool,
+        typer.Option(help="Voters also score the base's accuracy on all 40 labels (the explorer's chart)"),
+    ] = True,
     out: Annotated[Path, typer.Option(help="Results folder")] = Path("results/round"),
 ) -> None:
     """Wall time of a round split into training, evaluation, scoring, storage, chain and waiting,
@@ -119,8 +123,17 @@ def round_split(
         command += f" --attack {attack}"
     if ipfs:
         command += " --ipfs"
+    if not base_accuracy:
+        command += " --no-base-accuracy"
     result = run_round_bench(
-        model=model, peers=peers, rounds=rounds, out=out, attack=attack, ipfs=ipfs, command=command
+        model=model,
+        peers=peers,
+        rounds=rounds,
+        out=out,
+        attack=attack,
+        ipfs=ipfs,
+        base_accuracy=base_accuracy,
+        command=command,
     )
     log = ResultLog(out, command=command)
     records = as_records(result)

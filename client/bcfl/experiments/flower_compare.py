@@ -71,6 +71,9 @@ class Config:
     learning_rate: float = 2e-3
     max_tokens: int = 96
     eval_examples: int = 6
+    # Flower evaluates nothing during rounds (fraction_evaluate 0), so bcfl's voters score the
+    # true label's loss only (what the vote rule reads), not the base's accuracy for the explorer.
+    base_accuracy: bool = False
     test_examples: int = 200
     round_timeout_s: float = 3600.0
     flower_timeout_s: float = 7200.0
@@ -403,6 +406,7 @@ def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], se
         result_mode=mode,
         attackers={i: ATTACK for i in attackers},
         batch_size=cfg.batch_size,
+        base_accuracy=cfg.base_accuracy,
     )
 
 

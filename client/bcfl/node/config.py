@@ -48,6 +48,9 @@ class NodeConfig:
     # Trust: validation examples per evaluation (how many updates each peer evaluates, and the
     # training scheme, are protocol constants in bcfl.outcome: every peer must agree on them).
     eval_examples: int = 8
+    # Also score all 40 labels on the base for its accuracy in the vote file (about 3x a loss
+    # pass; the explorer charts it, the vote rule never reads it).
+    base_accuracy: bool = True
     # Behaviour switches for experiments and the demo.
     attack: str | None = None
     slowdown: float = 0.0  # extra seconds per round, to model a straggler

@@ -132,7 +132,7 @@ class Learner:
     def _metrics(self, state: AdapterState, *, accuracy: bool = False) -> Metrics:
         """Loss on this peer's validation slice, from the true label alone (what the vote rule
         reads); with `accuracy` also the accuracy, which scores all 40 labels (a longer pass,
-        so only the base's is measured: the explorer charts it)."""
+        so only the base's is measured, when `base_accuracy` is on: the explorer charts it)."""
         task = TaskConfig(max_text_tokens=self.conf.max_tokens)
         loss = mean_loss(self.base, state, self.validation, max_examples=self.conf.eval_examples, task=task)
         if not accuracy:
@@ -162,7 +162,7 @@ class Learner:
         update (`own_files`) or, without one, against the candidates' median
         (`bcfl.trust.votes.oversized`), gets 0 without being evaluated."""
         base_state = adapters.from_files(base_files, self.base, expect=self.spec)
-        base_metrics = self._metrics(base_state, accuracy=True)
+        base_metrics = self._metrics(base_state, accuracy=self.conf.base_accuracy)
         states: list[AdapterState | None] = []
         problems: list[str] = []
         for _, files, problem in candidates:

@@ -10,7 +10,7 @@ Protocol overhead is storage + chain + scoring + other, as a share of the peer's
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class RoundBenchResult:
     samples: list[PeerRound]
     missing: dict[int, list[int]]  # round -> peers whose record of it is incomplete
     startup_s: list[float]  # per peer: process start to first step
+    base_accuracy: bool = True  # voters also scored the base's accuracy (all 40 labels)
 
     def summary(self) -> dict[str, Spread]:
         return summarise([s.split for s in self.samples])
@@ -53,6 +54,7 @@ def run_round_bench(
     out: Path,
     attack: str = "sign-flip",
     ipfs: bool = False,
+    base_accuracy: bool = True,
     command: str = "",
 ) -> RoundBenchResult:
     """Run the federation for `rounds` rounds and collect every peer's per-round split."""
@@ -63,8 +65,11 @@ def run_round_bench(
         raise BcflError(f"unknown benchmark model {model!r}; choose one of {', '.join(MODELS)}")
     if peers < 2 or rounds < 1:
         raise BcflError(f"need at least 2 peers and 1 round, got {peers} peers and {rounds} rounds")
-    spec = demo_spec(
-        out / "federation", quick=model == "tiny", peers=peers, rounds=rounds, attack=attack, ipfs=ipfs
+    spec = replace(
+        demo_spec(
+            out / "federation", quick=model == "tiny", peers=peers, rounds=rounds, attack=attack, ipfs=ipfs
+        ),
+        base_accuracy=base_accuracy,
     )
     chain_seconds: dict[int, float] = {}
     missing: dict[int, list[int]] = {}
@@ -101,6 +106,7 @@ def run_round_bench(
         samples=samples,
         missing=missing,
         startup_s=startup,
+        base_accuracy=base_accuracy,
     )
 
 
@@ -136,6 +142,7 @@ def as_records(result: RoundBenchResult) -> list[dict[str, Any]]:
             "rounds": result.rounds,
             "quorum": result.quorum,
             "storage": result.storage,
+            "base_accuracy": result.base_accuracy,
             "chain_round_s": result.chain_seconds,
             "missing": result.missing,
             "startup_s": result.startup_s,
