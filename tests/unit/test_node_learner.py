@@ -90,3 +90,18 @@ def test_an_update_oversized_against_the_voter_s_own_gets_vote_zero_unevaluated(
     # with two candidates that is their mean, which the x10 one exceeds by less than 2x.
     alone = json.loads(learner.vote_file(1, "0x" + "11" * 20, base, candidates, **kwargs))
     assert {v["peer"]: v["loss"] is not None for v in alone["votes"]} == {peers[0]: True, peers[1]: True}
+
+
+def test_without_base_accuracy_the_vote_file_differs_only_in_the_base_s_accuracy(learner: Learner) -> None:
+    from dataclasses import replace
+
+    base = genesis_files("tiny")
+    honest, _ = learner.train(base, round_id=1, attack=None)
+    peer = "0x" + "22" * 20
+    sub = Submission(1, peer, "cid-0", b"\0" * 32, 10, 0, 0, 1, "0x", 0)
+    kwargs = {"all_peers": ["0x" + "11" * 20, peer], "attack": None}
+    full = json.loads(learner.vote_file(1, "0x" + "11" * 20, base, [(sub, honest, "")], **kwargs))
+    lean = replace(learner, conf=replace(learner.conf, base_accuracy=False))
+    short = json.loads(lean.vote_file(1, "0x" + "11" * 20, base, [(sub, honest, "")], **kwargs))
+    assert full["base"]["accuracy"] is not None and short["base"]["accuracy"] is None
+    assert short["base"]["loss"] == full["base"]["loss"] and short["votes"] == full["votes"]
