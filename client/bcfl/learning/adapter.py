@@ -295,9 +295,10 @@ def merged(base: BaseModel, state: AdapterState) -> Iterator[Any]:
                     f"the layer {tuple(weight.shape)}"
                 )
             originals[module] = weight
-            layer.weight.data = torch.addmm(
-                weight, b.to(weight.dtype), a.to(weight.dtype), alpha=state.spec.scaling
-            )
+            with torch.no_grad():  # a plain tensor, never part of a graph
+                layer.weight.data = torch.addmm(
+                    weight, b.to(weight.dtype), a.to(weight.dtype), alpha=state.spec.scaling
+                )
         base.model.eval()
         yield base.model
     finally:
