@@ -48,8 +48,8 @@ class NodeConfig:
     # Trust: validation examples per evaluation (how many updates each peer evaluates, and the
     # training scheme, are protocol constants in bcfl.outcome: every peer must agree on them).
     eval_examples: int = 8
-    # Also score all 40 labels on the base for its accuracy in the vote file (about 3x a loss
-    # pass; the explorer charts it, the vote rule never reads it).
+    # Also score all 40 labels on the base for its accuracy in the vote file (a longer pass than
+    # the loss the vote rule reads; the explorer charts it). docs/results.md 3b measures its cost.
     base_accuracy: bool = True
     # Behaviour switches for experiments and the demo.
     attack: str | None = None
