@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -278,52 +278,62 @@ def applied(base: BaseModel, state: AdapterState) -> Iterator[Any]:
 
 
 @contextmanager
-def merged(base: BaseModel, state: AdapterState) -> Iterator[Any]:
-    """The base model with `state` folded into its weights, W + scaling x B @ A, for inference:
-    one matmul per adapted layer instead of PEFT's three, and no wrapper modules to inject. The
-    original weight tensors are put back on exit (swapped, not copied), so the base model is
-    untouched bit for bit."""
+def _swapped_weights(
+    base: BaseModel, modules: Sequence[str], new_weight: Callable[[str, torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Each named linear layer's weight replaced by `new_weight(module, weight)` (a new tensor,
+    never part of a graph); the original tensors are swapped back on exit, so the base model is
+    untouched bit for bit, also when `new_weight` raises for a later layer."""
     originals: dict[str, torch.Tensor] = {}
     try:
-        for module in state.modules():
+        for module in modules:
             layer = base.model.get_submodule(module)
-            weight = layer.weight.data
-            a, b = state.tensors[key_a(module)], state.tensors[key_b(module)]
-            if (b.shape[0], a.shape[1]) != tuple(weight.shape) or b.shape[1] != a.shape[0]:
-                raise AdapterError(
-                    f"adapter factors for {module} ({tuple(b.shape)} @ {tuple(a.shape)}) do not fit "
-                    f"the layer {tuple(weight.shape)}"
-                )
-            originals[module] = weight
-            with torch.no_grad():  # a plain tensor, never part of a graph
-                layer.weight.data = torch.addmm(
-                    weight, b.to(weight.dtype), a.to(weight.dtype), alpha=state.spec.scaling
-                )
-        base.model.eval()
-        yield base.model
+            original = layer.weight.data
+            with torch.no_grad():
+                replacement = new_weight(module, original)
+            originals[module] = original
+            layer.weight.data = replacement
+        yield
     finally:
         for module, original in originals.items():
             base.model.get_submodule(module).weight.data = original
 
 
 @contextmanager
+def merged(base: BaseModel, state: AdapterState) -> Iterator[Any]:
+    """The base model with `state` folded into its weights, W + scaling x B @ A, for inference:
+    one matmul per adapted layer instead of PEFT's three, and no wrapper modules to inject; the
+    original weights are back on exit."""
+
+    def folded(module: str, weight: torch.Tensor) -> torch.Tensor:
+        a, b = state.tensors[key_a(module)], state.tensors[key_b(module)]
+        if (b.shape[0], a.shape[1]) != tuple(weight.shape) or b.shape[1] != a.shape[0]:
+            raise AdapterError(
+                f"adapter factors for {module} ({tuple(b.shape)} @ {tuple(a.shape)}) do not fit "
+                f"the layer {tuple(weight.shape)}"
+            )
+        return torch.addmm(weight, b.to(weight.dtype), a.to(weight.dtype), alpha=state.spec.scaling)
+
+    with _swapped_weights(base, state.modules(), folded):
+        base.model.eval()
+        yield base.model
+
+
+@contextmanager
 def shifted(base: BaseModel, change: Mapping[str, torch.Tensor]) -> Iterator[BaseModel]:
     """`base` with dense weight changes added to the named linear layers (e.g. an exact
-    aggregate's residual); the original weights are put back, bit for bit, on exit."""
-    saved: dict[str, torch.Tensor] = {}
-    try:
-        for module, delta in change.items():
-            weight = base.model.get_submodule(module).weight
-            if tuple(delta.shape) != tuple(weight.shape):
-                raise AdapterError(
-                    f"change for {module} has shape {tuple(delta.shape)}, the layer {tuple(weight.shape)}"
-                )
-            saved[module] = weight.data.clone()
-            weight.data += delta.to(weight.dtype)
+    aggregate's residual); the original weights are back on exit, bit for bit."""
+
+    def plus(module: str, weight: torch.Tensor) -> torch.Tensor:
+        delta = change[module]
+        if tuple(delta.shape) != tuple(weight.shape):
+            raise AdapterError(
+                f"change for {module} has shape {tuple(delta.shape)}, the layer {tuple(weight.shape)}"
+            )
+        return weight + delta.to(weight.dtype)
+
+    with _swapped_weights(base, list(change), plus):
         yield base
-    finally:
-        for module, original in saved.items():
-            base.model.get_submodule(module).weight.data.copy_(original)
 
 
 def state_of(peft_model: Any, spec: LoraSpec) -> AdapterState:
