@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,48 @@ def test_write_outputs_keeps_only_the_named_experiment(tmp_path: Path) -> None:
     assert seen == [1, 3] and (tmp_path / "a.png").read_bytes() == b"png"
 
 
-def test_main_parses_and_runs_one_seed(tmp_path: Path) -> None:
-    calls: list[tuple[Path, bool, int]] = []
+@dataclass(frozen=True)
+class _Cfg:
+    model: str = "smollm2"
+    peers: tuple[int, ...] = (5, 10)
+    rounds: int = 3
+    test_examples: int = 200
 
-    def run(out_dir: Path, *, quick: bool, seed: int = 0) -> None:
-        calls.append((out_dir, quick, seed))
 
-    harness.main("bcfl.experiments.x", run, [str(tmp_path), "--quick", "--seed", "7"])
-    assert calls == [(tmp_path, True, 7)]
+def test_main_parses_and_runs_one_seed_with_the_chosen_config(tmp_path: Path) -> None:
+    calls: list[tuple[Path, bool, int, Any, str | None]] = []
+
+    def run(
+        out_dir: Path, *, quick: bool, seed: int = 0, config: Any = None, command: str | None = None
+    ) -> None:
+        calls.append((out_dir, quick, seed, config, command))
+
+    quick, full = _Cfg(model="tiny", peers=(3,)), _Cfg()
+    harness.main("bcfl.experiments.x", run, [str(tmp_path), "--quick", "--seed", "7"], quick=quick, full=full)
+    assert calls[-1] == (
+        tmp_path,
+        True,
+        7,
+        quick,
+        f"python -m bcfl.experiments.x {tmp_path} --quick --seed 7",
+    )
+    harness.main("bcfl.experiments.x", run, [str(tmp_path)], quick=quick, full=full)
+    assert calls[-1][1:4] == (False, 0, full)
     with pytest.raises(SystemExit):
-        harness.main("bcfl.experiments.x", run, ["--seed", "nope"])
+        harness.main("bcfl.experiments.x", run, ["--seed", "nope"], quick=quick, full=full)
+
+
+def test_overrides_parse_to_the_type_the_config_holds(tmp_path: Path) -> None:
+    calls: list[Any] = []
+
+    def run(
+        out_dir: Path, *, quick: bool, seed: int = 0, config: Any = None, command: str | None = None
+    ) -> None:
+        calls.append(config)
+
+    argv = [str(tmp_path), "--peers", "5,10", "--rounds", "2", "--test-examples", "100", "--model", "tiny"]
+    harness.main("bcfl.experiments.x", run, argv, quick=_Cfg(), full=_Cfg())
+    assert calls == [_Cfg(model="tiny", peers=(5, 10), rounds=2, test_examples=100)]
+    assert harness.overridden(_Cfg(), {"peers": None, "rounds": "4"}) == _Cfg(rounds=4)
+    with pytest.raises(SystemExit):  # not a number: the parser's usage error, not a traceback
+        harness.main("bcfl.experiments.x", run, [str(tmp_path), "--rounds", "two"], quick=_Cfg(), full=_Cfg())

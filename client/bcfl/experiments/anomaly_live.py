@@ -51,6 +51,10 @@ class Config:
     max_tokens: int = 96
     eval_examples: int = 8
     test_examples: int = 200
+    # Voters score the true label's loss only (what the vote rule reads), not also the base's
+    # accuracy for the explorer: that pass doubles a SmolLM2 voter's evaluation and is no part
+    # of the protocol being timed. Quick runs keep it, as when their figures were measured.
+    base_accuracy: bool = False
     round_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -78,6 +82,7 @@ QUICK = Config(
     eval_examples=8,
     test_examples=64,
     round_timeout_s=300.0,
+    base_accuracy=True,
 )
 
 
@@ -126,10 +131,12 @@ def gate_outcome(run: FederationRun, attackers: Sequence[int]) -> GateOutcome:
     return GateOutcome(honest_sub, malicious_sub, honest_in, malicious_in)
 
 
-def run(out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None) -> None:
+def run(
+    out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None, command: str | None = None
+) -> None:
     """One seed: the attack-free reference, then each attack; appends records, rewrites outputs."""
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
     for attack in (NO_ATTACK, *cfg.attacks):
         spec = federation_spec(out_dir / "work" / f"{attack}-s{seed}", cfg, attack=attack, seed=seed)
         measured = measure_federation(spec, rounds=cfg.rounds, timeout=cfg.round_timeout_s)
@@ -237,7 +244,7 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    harness.main("bcfl.experiments.anomaly_live", run, argv)
+    harness.main("bcfl.experiments.anomaly_live", run, argv, quick=QUICK, full=Config())
 
 
 if __name__ == "__main__":

@@ -406,7 +406,6 @@ def bcfl_spec(workdir: Path, cfg: Config, *, mode: str, attackers: list[int], se
         result_mode=mode,
         attackers={i: ATTACK for i in attackers},
         batch_size=cfg.batch_size,
-        base_accuracy=cfg.base_accuracy,
     )
 
 

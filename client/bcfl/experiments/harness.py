@@ -4,8 +4,9 @@ and the command line, so each experiment module holds only its own question."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +48,8 @@ class Training(Protocol):
     def max_tokens(self) -> int: ...
     @property
     def eval_examples(self) -> int: ...
+    @property
+    def base_accuracy(self) -> bool: ...
 
 
 def federation_spec(
@@ -75,6 +78,7 @@ def federation_spec(
         learning_rate=cfg.learning_rate,
         max_tokens=cfg.max_tokens,
         eval_examples=cfg.eval_examples,
+        base_accuracy=cfg.base_accuracy,
         data_seed=seed,
         **{"attackers": {}, "max_staleness": 0, **overrides},
     )
@@ -111,15 +115,55 @@ def write_outputs(
 
 
 class RunFn(Protocol):
-    def __call__(self, out_dir: Path, *, quick: bool, seed: int = 0) -> None: ...
+    def __call__(
+        self, out_dir: Path, *, quick: bool, seed: int = 0, config: Any = None, command: str | None = None
+    ) -> None: ...
 
 
-def main(module: str, run: RunFn, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """`python -m <module> OUT_DIR [--quick] [--seed N]`: parse and run one seed."""
+# Settings a module's command line may override: (flag, help). `--peers` takes a comma list
+# where the config holds several federation sizes.
+OVERRIDES = (
+    ("model", "base model: tiny, smollm2 or a model folder"),
+    ("peers", "peers per federation (comma-separated where the experiment sweeps sizes)"),
+    ("rounds", "rounds per federation"),
+    ("test_examples", "held-out test examples scored per aggregate"),
+)
+
+
+def overridden(cfg: Any, values: dict[str, str | None]) -> Any:
+    """`cfg` with each given setting replaced, parsed to the type the config holds there."""
+    changes: dict[str, Any] = {}
+    for name, text in values.items():
+        if text is None:
+            continue
+        current = getattr(cfg, name)
+        if isinstance(current, tuple):
+            changes[name] = tuple(int(v) for v in text.split(","))
+        elif isinstance(current, int):
+            changes[name] = int(text)
+        else:
+            changes[name] = text
+    return replace(cfg, **changes)
+
+
+def main(
+    module: str, run: RunFn, argv: Sequence[str] | None = None, *, quick: Any, full: Any
+) -> argparse.Namespace:
+    """`python -m <module> OUT_DIR [--quick] [--seed N] [overrides]`: parse and run one seed.
+
+    `quick` and `full` are the module's two configs; the overrides change the chosen one, and
+    the command as typed is recorded with every result."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--quick", action="store_true", help="tiny model, smallest settings")
     parser.add_argument("--seed", type=int, default=0)
+    for name, text in OVERRIDES:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, help=f"override the {text}")
     args = parser.parse_args(argv)
-    run(args.out_dir, quick=args.quick, seed=args.seed)
+    try:
+        cfg = overridden(quick if args.quick else full, {n: getattr(args, n) for n, _ in OVERRIDES})
+    except ValueError as exc:
+        parser.error(str(exc))
+    command = " ".join(["python -m", module, *(argv if argv is not None else sys.argv[1:])])
+    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg, command=command)
     return args
