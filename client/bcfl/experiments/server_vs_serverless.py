@@ -226,7 +226,11 @@ def _inclusion_and_bytes(
 
 
 def evaluate_aggregates(run: FederationRun, spec: FederationSpec, *, test_examples: int) -> FederationRun:
-    """Fetch each round's aggregate by CID (verified) and score it on the held-out test split."""
+    """Fetch each round's aggregate by CID (verified) and score it on the held-out test split.
+
+    Runs after the federation has stopped, so it has the machine's cores to itself."""
+    import os
+
     import torch
 
     from bcfl.learning import adapter as adapters
@@ -239,7 +243,7 @@ def evaluate_aggregates(run: FederationRun, spec: FederationSpec, *, test_exampl
     from bcfl.node.work import open_storage_spec
     from bcfl.storage.adapter_pack import fetch_adapter
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(os.cpu_count() or 1)
     base = load_base(spec.model)
     test = load_splits(SplitConfig(seed=spec.data_seed)).test
     task = TaskConfig(max_text_tokens=spec.max_tokens)
