@@ -37,6 +37,7 @@ def test_smallest_server_vs_serverless_writes_parseable_outputs(tmp_path: Path) 
 
     table = (out / "table.md").read_text()
     assert "| 3 | serverless | 1 | 0 |" in table
+    assert f"| 1/1 | {run['included'][0]}/{run['submissions'][0]} |" in table
     assert (out / "server_vs_serverless.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     app = typer.Typer()

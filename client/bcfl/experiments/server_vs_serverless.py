@@ -396,6 +396,8 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
                 harness.spread(mem, digits=0),
                 f"{sum(r['run']['statuses'].count('finalised') for r in recs)}/"
                 f"{sum(len(r['run']['statuses']) for r in recs)}",
+                f"{sum(sum(r['run'].get('included', [])) for r in recs)}/"
+                f"{sum(sum(r['run']['submissions']) for r in recs)}",
             )
         )
     header = (
@@ -411,6 +413,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
         "MiB moved per round",
         "peak RSS all peers MiB",
         "rounds finalised",
+        "updates included / submitted",
     )
     note = (
         "Cells: median [min-max] over runs (one run per seed); latency is the mean over a run's "
