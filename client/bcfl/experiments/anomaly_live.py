@@ -9,6 +9,7 @@ what the chain finalised. Per attack it reports the precision and recall of the 
 the attack-free run of the same seed.
 
     python -m bcfl.experiments.anomaly_live OUT_DIR [--quick] [--seed N]
+        [--model M] [--peers N] [--rounds R] [--test-examples E]
 """
 
 from __future__ import annotations
@@ -51,10 +52,7 @@ class Config:
     max_tokens: int = 96
     eval_examples: int = 8
     test_examples: int = 200
-    # Voters score the true label's loss only (what the vote rule reads), not also the base's
-    # accuracy for the explorer: that pass doubles a SmolLM2 voter's evaluation and is no part
-    # of the protocol being timed. Quick runs keep it, as when their figures were measured.
-    base_accuracy: bool = False
+    base_accuracy: bool = False  # see harness.Training.base_accuracy; quick runs keep it on
     round_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:

@@ -49,7 +49,12 @@ class Training(Protocol):
     @property
     def eval_examples(self) -> int: ...
     @property
-    def base_accuracy(self) -> bool: ...
+    def base_accuracy(self) -> bool:
+        """Whether voters also measure the base's accuracy for the explorer. Off in the full
+        configurations: the vote rule reads only the true label's loss, and the accuracy pass
+        doubles a SmolLM2 voter's evaluation without being part of the protocol being timed.
+        The quick ones keep it on, as when their documented figures were measured."""
+        ...
 
 
 def federation_spec(

@@ -16,6 +16,7 @@ Measured per run (see `measure_federation`):
   `bcfl.learning.evaluate.evaluate` on the held-out test split (never seen by any peer).
 
     python -m bcfl.experiments.server_vs_serverless OUT_DIR [--quick] [--seed N]
+        [--model M] [--peers N] [--rounds R] [--test-examples E]
 """
 
 from __future__ import annotations
@@ -289,10 +290,7 @@ class Config:
     max_tokens: int = 96
     eval_examples: int = 6  # per vote, on the voter's own validation slice
     test_examples: int = 200  # held-out test examples scored per aggregate
-    # Voters score the true label's loss only (what the vote rule reads), not also the base's
-    # accuracy for the explorer: that pass doubles a SmolLM2 voter's evaluation and is no part
-    # of the protocol being timed. Quick runs keep it, as when their figures were measured.
-    base_accuracy: bool = False
+    base_accuracy: bool = False  # see harness.Training.base_accuracy; quick runs keep it on
     round_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ Definitions (all measured from the event timeline, none computed from a formula)
   table says so.
 
     python -m bcfl.experiments.sync_vs_async OUT_DIR [--quick] [--seed N]
+        [--model M] [--peers N] [--rounds R] [--test-examples E]
 """
 
 from __future__ import annotations
@@ -55,10 +56,7 @@ class Config:
     max_tokens: int = 96
     eval_examples: int = 6
     test_examples: int = 200
-    # Voters score the true label's loss only (what the vote rule reads), not also the base's
-    # accuracy for the explorer: that pass doubles a SmolLM2 voter's evaluation and is no part
-    # of the protocol being timed. Quick runs keep it, as when their figures were measured.
-    base_accuracy: bool = False
+    base_accuracy: bool = False  # see harness.Training.base_accuracy; quick runs keep it on
     max_staleness: int = 2
     round_timeout_s: float = 3600.0
 
