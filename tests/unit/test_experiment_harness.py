@@ -88,3 +88,11 @@ def test_overrides_parse_to_the_type_the_config_holds(tmp_path: Path) -> None:
     assert harness.overridden(_Cfg(), {"peers": None, "rounds": "4"}) == _Cfg(rounds=4)
     with pytest.raises(SystemExit):  # not a number: the parser's usage error, not a traceback
         harness.main("bcfl.experiments.x", run, [str(tmp_path), "--rounds", "two"], quick=_Cfg(), full=_Cfg())
+
+
+def test_result_log_records_the_typed_command_or_the_experiment_command(tmp_path: Path) -> None:
+    quick = harness.result_log(tmp_path, "sync-vs-async", quick=True)
+    assert quick.command == "bcfl experiment sync-vs-async --quick"
+    assert harness.result_log(tmp_path, "flower", quick=False).command == "bcfl experiment flower"
+    typed = "python -m bcfl.experiments.flower_compare out --peers 5"
+    assert harness.result_log(tmp_path, "flower", quick=False, command=typed).command == typed

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bcfl.experiments import harness
-from bcfl.experiments.results import ResultLog, markdown_table
+from bcfl.experiments.results import markdown_table
 from bcfl.experiments.server_vs_serverless import (
     FederationRun,
     evaluate_aggregates,
@@ -134,7 +134,7 @@ def run(
 ) -> None:
     """One seed: the attack-free reference, then each attack; appends records, rewrites outputs."""
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = harness.result_log(out_dir, NAME, quick=quick, command=command)
     for attack in (NO_ATTACK, *cfg.attacks):
         spec = federation_spec(out_dir / "work" / f"{attack}-s{seed}", cfg, attack=attack, seed=seed)
         measured = measure_federation(spec, rounds=cfg.rounds, timeout=cfg.round_timeout_s)

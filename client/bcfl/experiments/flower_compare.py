@@ -43,7 +43,7 @@ from typing import Any
 
 from bcfl.errors import BcflError
 from bcfl.experiments import harness
-from bcfl.experiments.results import ResultLog, markdown_table, median_spread
+from bcfl.experiments.results import markdown_table, median_spread
 from bcfl.experiments.server_vs_serverless import evaluate_aggregates, measure_federation, run_record
 from bcfl.orchestrate import FederationSpec
 
@@ -413,7 +413,7 @@ def run(
     out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None, command: str | None = None
 ) -> None:
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = harness.result_log(out_dir, NAME, quick=quick, command=command)
     python = flower_python()
     where = os.environ.get("BCFL_FLOWER_PYTHON") or DEFAULT_FLOWER_PYTHON
     version = flower_version(python) if python is not None else None

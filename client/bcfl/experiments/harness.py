@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from bcfl.experiments.results import median_spread, read_records
+from bcfl.experiments.results import ResultLog, median_spread, read_records
 from bcfl.orchestrate import FederationSpec
 
 
@@ -117,6 +117,12 @@ def write_outputs(
     (out_dir / "table.md").write_text(text, encoding="utf-8")
     plot(records, out_dir / png)
     return text
+
+
+def result_log(out_dir: Path, name: str, *, quick: bool, command: str | None = None) -> ResultLog:
+    """The experiment's result log, recording `command` as typed or else the `bcfl experiment`
+    command that runs it."""
+    return ResultLog(out_dir, command=command or f"bcfl experiment {name}{' --quick' if quick else ''}")
 
 
 class RunFn(Protocol):

@@ -29,7 +29,7 @@ from typing import Any
 
 from bcfl.errors import BcflError
 from bcfl.experiments import harness
-from bcfl.experiments.results import ResultLog, markdown_table
+from bcfl.experiments.results import markdown_table
 from bcfl.orchestrate import FederationSpec, LocalFederation
 
 NAME = "server-vs-serverless"
@@ -326,7 +326,7 @@ def run(
 ) -> None:
     """One repeat (this seed) of every (peers, mode) setting; appends records, rewrites outputs."""
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = harness.result_log(out_dir, NAME, quick=quick, command=command)
     for peers in cfg.peers:
         for mode in cfg.modes:
             spec = federation_spec(

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bcfl.experiments import harness
-from bcfl.experiments.results import ResultLog, markdown_table, median_spread
+from bcfl.experiments.results import markdown_table, median_spread
 from bcfl.experiments.server_vs_serverless import evaluate_aggregates, measure_federation, run_record
 from bcfl.orchestrate import FederationSpec
 
@@ -129,7 +129,7 @@ def run(
     out_dir: Path, *, quick: bool, seed: int = 0, config: Config | None = None, command: str | None = None
 ) -> None:
     cfg = config or (QUICK if quick else Config())
-    log = ResultLog(out_dir, command=command or f"bcfl experiment {NAME}{' --quick' if quick else ''}")
+    log = harness.result_log(out_dir, NAME, quick=quick, command=command)
     for rule in ("synchronous", "asynchronous"):
         spec = federation_spec(out_dir / "work" / f"{rule}-s{seed}", cfg, rule=rule, seed=seed)
         measured = measure_federation(spec, rounds=cfg.rounds, timeout=cfg.round_timeout_s)
