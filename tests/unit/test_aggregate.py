@@ -16,6 +16,7 @@ from bcfl.learning.aggregate import (
     change_norm,
     deltas,
     fedit_residual,
+    fold,
     incompatibility,
     normalised_weights,
     rebase,
@@ -239,3 +240,17 @@ def test_change_norm_is_the_l2_norm_of_everything_an_update_changes() -> None:
     assert change_norm(base, doubled) == pytest.approx(2 * change_norm(base, update), rel=1e-6)
     with pytest.raises(AggregationError, match="cannot measure the change"):
         change_norm(base, AdapterState(SPEC, {k: v for k, v in base.tensors.items() if "v_proj" not in k}))
+
+
+def test_fold_adds_each_rounds_exact_delta_to_the_dense_change() -> None:
+    first, second = _state(1, shared_a=False), _state(2, shared_a=False)
+    folded = fold(fold({}, first), second)
+    assert set(folded) == set(MODULES)
+    for module in MODULES:
+        wanted = deltas(first)[module] + deltas(second)[module]
+        assert folded[module].dtype == torch.float64
+        assert torch.equal(folded[module], wanted)
+        # two rounds against different A factors span twice the rank one adapter can
+        assert torch.linalg.matrix_rank(folded[module]).item() == 2 * SPEC.rank
+    with pytest.raises(AggregationError, match=f"cannot fold {MODULES[0]}"):
+        fold({MODULES[0]: torch.zeros(3, 3)}, first)

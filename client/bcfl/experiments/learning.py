@@ -28,7 +28,7 @@ import torch
 
 from bcfl.experiments.results import ResultLog, markdown_table
 from bcfl.learning.adapter import A_INITS, AdapterState, LoraSpec, applied, init_adapter, shifted
-from bcfl.learning.aggregate import WeightedUpdate, aggregate, fedit_residual, server_step
+from bcfl.learning.aggregate import WeightedUpdate, aggregate, fedit_residual, fold, server_step
 from bcfl.learning.compress import CompressionConfig, report
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import EvalResult, evaluate
@@ -119,7 +119,7 @@ class FederatedRun:
     wire_bytes_per_update: float
     raw_bytes_per_update: float
     train_seconds: float
-    residual: dict[str, torch.Tensor]  # "fedex": the dense change folded into the base (else empty)
+    residual: dict[str, torch.Tensor]  # "fedex", "redraw": the dense change folded into the base
 
 
 def federated(
@@ -127,7 +127,7 @@ def federated(
     shards: Sequence[Any],
     test: Sequence[Example],
     setup: Setup,
-    scheme: LoraScheme | Literal["alternating", "fedex"],
+    scheme: LoraScheme | Literal["alternating", "fedex", "redraw"],
     seed: int,
     compression: CompressionConfig | None = None,
     a_init: str = "random",
@@ -135,7 +135,10 @@ def federated(
     """Synchronous rounds: every peer trains `local_steps` from the global adapter, the updates
     (compressed on the wire if asked) are aggregated weighted by shard size. "alternating"
     trains B in odd rounds and A in even ones, each round's average exact; "fedex" trains A and
-    B and folds what the averaged factors miss into the base weights (`fedit_residual`)."""
+    B and folds what the averaged factors miss into the base weights (`fedit_residual`);
+    "redraw" trains B against a new seeded A every round and folds each round's exact
+    aggregate into the base weights, so over the rounds the change spans rounds x rank
+    directions instead of the rank a frozen A allows."""
     global_state = init_adapter(base, setup.lora, seed=0, a_init=a_init)
     curve: list[tuple[int, float]] = []
     wire: list[int] = []
@@ -147,7 +150,7 @@ def federated(
         if scheme == "alternating":
             this_round = alternating_scheme(rnd + 1)
         else:
-            this_round = "fedit" if scheme == "fedex" else scheme
+            this_round = "fedit" if scheme == "fedex" else "ffa" if scheme == "redraw" else scheme
         updates = []
         for shard in shards:
             run_seed = seed * 100_000 + rnd * 1000 + shard.peer
@@ -172,6 +175,10 @@ def federated(
                     residual.get(module, torch.zeros_like(change, dtype=torch.float64)) + change
                 )
         global_state = stepped
+        if scheme == "redraw":
+            residual = fold(residual, stepped)
+            # B zero: the next round's start changes nothing until trained
+            global_state = init_adapter(base, setup.lora, seed=rnd + 1, a_init=a_init)
         if setup.round_eval_examples:
             with shifted(base, residual):
                 acc = _eval(base, global_state, test, setup.round_eval_examples, setup).accuracy
@@ -191,6 +198,7 @@ METHODS = (
     "ffa",
     "ffa-alt",
     "fedex",
+    "ffa-redraw",
     "ffa-int8",
     "ffa-topk",
     "cost",
@@ -306,11 +314,14 @@ def run(
 
     curves: dict[str, list[tuple[int, float]]] = {}
     compression_rows: list[tuple[str, float, float]] = []
-    runs: list[tuple[str, str, LoraScheme | Literal["alternating", "fedex"], CompressionConfig | None]] = [
+    runs: list[
+        tuple[str, str, LoraScheme | Literal["alternating", "fedex", "redraw"], CompressionConfig | None]
+    ] = [
         ("fedit", "federated FedIT", "fedit", None),
         ("ffa", "federated exact (FFA)", "ffa", CompressionConfig("none")),
         ("ffa-alt", "federated exact, alternating B / A", "alternating", CompressionConfig("none")),
         ("fedex", "federated FedIT + exact residual", "fedex", None),
+        ("ffa-redraw", "federated exact, A re-drawn each round", "redraw", CompressionConfig("none")),
         ("ffa-int8", "federated exact + int8", "ffa", CompressionConfig("int8")),
         ("ffa-topk", "federated exact + top-10%", "ffa", CompressionConfig("topk", topk_fraction=0.1)),
     ]

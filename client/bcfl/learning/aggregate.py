@@ -16,14 +16,16 @@ Schemes:
   alternate which factor they train.
 
 `fedit_residual` makes FedIT exact: what FedIT's averaged factors miss of the mean of the
-updates' weight deltas, as a dense correction to fold into the base weights.
+updates' weight deltas, as a dense correction to fold into the base weights. `fold` adds a
+round's exact aggregate to such a dense change, for rounds that restart from a new A (the
+learning experiment's "redraw").
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -222,4 +224,20 @@ def fedit_residual(
     for module, start_delta in before.items():
         mean = weighted_mean([d[module] for d in each], weights, torch.float64)
         out[module] = ((1.0 - lr) * start_delta + lr * mean - after[module]).to(torch.float32)
+    return out
+
+
+def fold(change: Mapping[str, torch.Tensor], state: AdapterState) -> dict[str, torch.Tensor]:
+    """`change` plus `state`'s weight deltas, per adapted module, in float64: the dense change
+    the base weights carry once a round's aggregate is merged into them, so that the next
+    round can train B against a new A from zero. A module `change` lacks starts from zero."""
+    out = {module: tensor.to(torch.float64) for module, tensor in change.items()}
+    for module, delta in deltas(state).items():
+        held = out.get(module)
+        if held is not None and held.shape != delta.shape:
+            raise AggregationError(
+                f"cannot fold {module}: the change held is {tuple(held.shape)}, the adapter's "
+                f"delta {tuple(delta.shape)}"
+            )
+        out[module] = delta if held is None else held + delta
     return out
