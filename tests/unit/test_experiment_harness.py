@@ -49,6 +49,7 @@ class _Cfg:
     peers: tuple[int, ...] = (5, 10)
     rounds: int = 3
     test_examples: int = 200
+    systems: tuple[str, ...] = ("server", "flower")
 
 
 def test_main_parses_and_runs_one_seed_with_the_chosen_config(tmp_path: Path) -> None:
@@ -86,6 +87,8 @@ def test_overrides_parse_to_the_type_the_config_holds(tmp_path: Path) -> None:
     harness.main("bcfl.experiments.x", run, argv, quick=_Cfg(), full=_Cfg())
     assert calls == [_Cfg(model="tiny", peers=(5, 10), rounds=2, test_examples=100)]
     assert harness.overridden(_Cfg(), {"peers": None, "rounds": "4"}) == _Cfg(rounds=4)
+    # a tuple of names stays names (e.g. the Flower comparison's --systems)
+    assert harness.overridden(_Cfg(), {"systems": "server"}) == _Cfg(systems=("server",))
     with pytest.raises(SystemExit):  # not a number: the parser's usage error, not a traceback
         harness.main("bcfl.experiments.x", run, [str(tmp_path), "--rounds", "two"], quick=_Cfg(), full=_Cfg())
 

@@ -40,3 +40,6 @@ def test_systems_pick_the_sides_that_run(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(flower_compare, "run", lambda out_dir, **kw: seen.update(kw))
     flower_compare.main([str(tmp_path), "--systems", "server"])
     assert seen["config"].systems == ("server",)
+    with pytest.raises(SystemExit):  # refused by the config: a usage error, nothing run
+        flower_compare.main([str(tmp_path), "--systems", "flwr"])
+    assert seen["config"].systems == ("server",)

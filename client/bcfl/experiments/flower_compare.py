@@ -29,7 +29,6 @@ summed RSS of the whole process tree, polled every 0.2 s).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -37,7 +36,7 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -605,34 +604,16 @@ def _plot(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bcfl.experiments.flower_compare")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", help="override the base model (tiny, smollm2 or a folder)")
-    parser.add_argument("--peers", type=int, help="override the number of peers")
-    parser.add_argument("--rounds", type=int, help="override the number of rounds")
-    parser.add_argument("--test-examples", type=int, help="override the held-out examples scored")
-    parser.add_argument("--settings", help="comma-separated subset of none,attack")
-    parser.add_argument("--systems", help="comma-separated subset of serverless,server,flower")
-    parser.add_argument("--flower-worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.flower_worker:
-        flower_worker(json.loads((args.out_dir / "job.json").read_text(encoding="utf-8")), args.out_dir)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--flower-worker"]:  # the Flower side's own process, started by run_flower
+        work = Path(args[1])
+        flower_worker(json.loads((work / "job.json").read_text(encoding="utf-8")), work)
         return
-    overrides: dict[str, Any] = {
-        "model": args.model,
-        "peers": args.peers,
-        "rounds": args.rounds,
-        "test_examples": args.test_examples,
-        "settings": tuple(args.settings.split(",")) if args.settings else None,
-        "systems": tuple(args.systems.split(",")) if args.systems else None,
-    }
-    cfg = replace(QUICK if args.quick else Config(), **{k: v for k, v in overrides.items() if v is not None})
-    command = "python -m bcfl.experiments.flower_compare " + " ".join(
-        argv if argv is not None else sys.argv[1:]
+    extra = (
+        ("settings", "settings: comma-separated subset of none,attack"),
+        ("systems", "sides: comma-separated subset of serverless,server,flower"),
     )
-    run(args.out_dir, quick=args.quick, seed=args.seed, config=cfg, command=command)
+    harness.main("bcfl.experiments.flower_compare", run, args, quick=QUICK, full=Config(), extra=extra)
 
 
 if __name__ == "__main__":

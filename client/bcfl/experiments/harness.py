@@ -148,8 +148,9 @@ def overridden(cfg: Any, values: dict[str, str | None]) -> Any:
         if text is None:
             continue
         current = getattr(cfg, name)
-        if isinstance(current, tuple):
-            changes[name] = tuple(int(v) for v in text.split(","))
+        if isinstance(current, tuple):  # a comma list, of numbers where the config holds numbers
+            numbers = all(isinstance(v, int) for v in current)
+            changes[name] = tuple(int(v) if numbers else v for v in text.split(","))
         elif isinstance(current, int):
             changes[name] = int(text)
         else:
@@ -158,21 +159,29 @@ def overridden(cfg: Any, values: dict[str, str | None]) -> Any:
 
 
 def main(
-    module: str, run: RunFn, argv: Sequence[str] | None = None, *, quick: Any, full: Any
+    module: str,
+    run: RunFn,
+    argv: Sequence[str] | None = None,
+    *,
+    quick: Any,
+    full: Any,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> argparse.Namespace:
     """`python -m <module> OUT_DIR [--quick] [--seed N] [overrides]`: parse and run one seed.
 
-    `quick` and `full` are the module's two configs; the overrides change the chosen one, and
-    the command as typed is recorded with every result."""
+    `quick` and `full` are the module's two configs; the overrides (OVERRIDES, then the
+    module's `extra` (field, help) pairs) change the chosen one, and the command as typed is
+    recorded with every result."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--quick", action="store_true", help="tiny model, smallest settings")
     parser.add_argument("--seed", type=int, default=0)
-    for name, text in OVERRIDES:
+    fields = (*OVERRIDES, *extra)
+    for name, text in fields:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, help=f"override the {text}")
     args = parser.parse_args(argv)
     try:
-        cfg = overridden(quick if args.quick else full, {n: getattr(args, n) for n, _ in OVERRIDES})
+        cfg = overridden(quick if args.quick else full, {n: getattr(args, n) for n, _ in fields})
     except ValueError as exc:
         parser.error(str(exc))
     command = " ".join(["python -m", module, *(argv if argv is not None else sys.argv[1:])])
