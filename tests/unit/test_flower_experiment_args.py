@@ -43,3 +43,17 @@ def test_systems_pick_the_sides_that_run(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(SystemExit):  # refused by the config: a usage error, nothing run
         flower_compare.main([str(tmp_path), "--systems", "flwr"])
     assert seen["config"].systems == ("server",)
+
+
+def test_the_worker_flag_runs_the_flower_side_from_its_job_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_flower starts `python -m bcfl.experiments.flower_compare --flower-worker WORK`."""
+    seen: list[tuple[dict[str, Any], Path]] = []
+    monkeypatch.setattr(flower_compare, "flower_worker", lambda job, out: seen.append((job, out)))
+    monkeypatch.setattr(
+        flower_compare, "run", lambda *a, **kw: pytest.fail("the worker must not run a comparison")
+    )
+    (tmp_path / "job.json").write_text('{"peers": 3}', encoding="utf-8")
+    flower_compare.main(["--flower-worker", str(tmp_path)])
+    assert seen == [({"peers": 3}, tmp_path)]
