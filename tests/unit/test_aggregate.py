@@ -244,7 +244,7 @@ def test_change_norm_is_the_l2_norm_of_everything_an_update_changes() -> None:
 
 def test_fold_adds_each_rounds_exact_delta_to_the_dense_change() -> None:
     first, second = _state(1, shared_a=False), _state(2, shared_a=False)
-    folded = fold(fold({}, first), second)
+    folded = fold(fold({}, deltas(first)), deltas(second))
     assert set(folded) == set(MODULES)
     for module in MODULES:
         wanted = deltas(first)[module] + deltas(second)[module]
@@ -253,4 +253,4 @@ def test_fold_adds_each_rounds_exact_delta_to_the_dense_change() -> None:
         # two rounds against different A factors span twice the rank one adapter can
         assert torch.linalg.matrix_rank(folded[module]).item() == 2 * SPEC.rank
     with pytest.raises(AggregationError, match=f"cannot fold {MODULES[0]}"):
-        fold({MODULES[0]: torch.zeros(3, 3)}, first)
+        fold({MODULES[0]: torch.zeros(3, 3)}, deltas(first))

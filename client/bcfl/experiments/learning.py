@@ -28,7 +28,7 @@ import torch
 
 from bcfl.experiments.results import ResultLog, markdown_table
 from bcfl.learning.adapter import A_INITS, AdapterState, LoraSpec, applied, init_adapter, shifted
-from bcfl.learning.aggregate import WeightedUpdate, aggregate, fedit_residual, fold, server_step
+from bcfl.learning.aggregate import WeightedUpdate, aggregate, deltas, fedit_residual, fold, server_step
 from bcfl.learning.compress import CompressionConfig, report
 from bcfl.learning.data import Example, SplitConfig, load_splits
 from bcfl.learning.evaluate import EvalResult, evaluate
@@ -169,14 +169,10 @@ def federated(
         mean = aggregate(updates, this_round)
         stepped = server_step(global_state, mean, setup.server_lr)
         if scheme == "fedex":
-            missed = fedit_residual(global_state, updates, stepped, setup.server_lr)
-            for module, change in missed.items():
-                residual[module] = (
-                    residual.get(module, torch.zeros_like(change, dtype=torch.float64)) + change
-                )
+            residual = fold(residual, fedit_residual(global_state, updates, stepped, setup.server_lr))
         global_state = stepped
         if scheme == "redraw":
-            residual = fold(residual, stepped)
+            residual = fold(residual, deltas(stepped))
             # B zero: the next round's start changes nothing until trained
             global_state = init_adapter(base, setup.lora, seed=rnd + 1, a_init=a_init)
         if setup.round_eval_examples:

@@ -16,8 +16,8 @@ Schemes:
   alternate which factor they train.
 
 `fedit_residual` makes FedIT exact: what FedIT's averaged factors miss of the mean of the
-updates' weight deltas, as a dense correction to fold into the base weights. `fold` adds a
-round's exact aggregate to such a dense change, for rounds that restart from a new A (the
+updates' weight deltas, as a dense correction to fold into the base weights. `fold` adds to such
+a dense change, e.g. a round's exact aggregate, for rounds that restart from a new A (the
 learning experiment's "redraw").
 """
 
@@ -227,17 +227,17 @@ def fedit_residual(
     return out
 
 
-def fold(change: Mapping[str, torch.Tensor], state: AdapterState) -> dict[str, torch.Tensor]:
-    """`change` plus `state`'s weight deltas, per adapted module, in float64: the dense change
-    the base weights carry once a round's aggregate is merged into them, so that the next
-    round can train B against a new A from zero. A module `change` lacks starts from zero."""
+def fold(change: Mapping[str, torch.Tensor], more: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`change` plus `more`, per adapted module, in float64: the dense change the base weights
+    carry once more is merged into them (a round's `deltas`, so that the next round can train
+    B against a new A from zero, or a `fedit_residual`). A module `change` lacks starts from zero."""
     out = {module: tensor.to(torch.float64) for module, tensor in change.items()}
-    for module, delta in deltas(state).items():
+    for module, added in more.items():
         held = out.get(module)
-        if held is not None and held.shape != delta.shape:
+        if held is not None and held.shape != added.shape:
             raise AggregationError(
-                f"cannot fold {module}: the change held is {tuple(held.shape)}, the adapter's "
-                f"delta {tuple(delta.shape)}"
+                f"cannot fold {module}: the change held is {tuple(held.shape)}, the one added "
+                f"{tuple(added.shape)}"
             )
-        out[module] = delta if held is None else held + delta
+        out[module] = added.to(torch.float64) if held is None else held + added
     return out
